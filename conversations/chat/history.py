@@ -1,0 +1,35 @@
+"""What the upstream is sent for a reply: the system prompt and the conversation so far."""
+
+from __future__ import annotations
+
+from conversations.gateway.usage import estimate_tokens
+from conversations.models import Conversation, Message
+
+# Room kept for the reply itself when trimming to the context window.
+REPLY_RESERVE_TOKENS = 1024
+PER_MESSAGE_TOKENS = 4  # role and separators
+
+
+async def messages_for_reply(conversation: Conversation, reply: Message, context_window: int | None) -> list[dict]:
+    """The history before `reply`, oldest first, trimmed from the oldest to fit the context window."""
+    rows = Message.objects.filter(conversation=conversation, id__lt=reply.id).exclude(content="")
+    history = [{"role": m.role, "content": m.content} async for m in rows.order_by("id").only("role", "content")]
+    system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
+    if context_window:
+        budget = context_window - REPLY_RESERVE_TOKENS - sum(_cost(m) for m in system)
+        history = _trim(history, budget)
+    return system + history
+
+
+def _cost(message: dict) -> int:
+    return estimate_tokens(message["content"]) + PER_MESSAGE_TOKENS
+
+
+def _trim(history: list[dict], budget: int) -> list[dict]:
+    kept, used = [], 0
+    for message in reversed(history):
+        used += _cost(message)
+        if used > budget and kept:  # the latest message always goes, even alone over budget
+            break
+        kept.append(message)
+    return kept[::-1]

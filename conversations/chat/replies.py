@@ -1,0 +1,186 @@
+"""A reply being written: its own task, owned by no websocket.
+
+`Reply.start()` runs the generation as an asyncio task registered in this process. It streams
+from the gateway, publishes batched fragments to every tab (`hub.publish`, about every 50 ms),
+saves progress at least every second (which is also the heartbeat that tells a live reply from
+one whose process died), and ends by saving the finished message and swapping it in, rendered.
+
+Control reaches the task wherever it runs through the channel layer group `reply.<id>`: "stop"
+cancels it (and so the upstream request), "snapshot" asks for the text so far for a tab that
+connects mid-reply on another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from conversations.chat import frames, hub
+from conversations.chat.history import messages_for_reply
+from conversations.gateway import pipeline
+from conversations.gateway.errors import GatewayError
+from conversations.models import Conversation, Message
+
+log = logging.getLogger("chatsite.chat")
+
+RUNNING: dict[int, Reply] = {}  # message id -> reply being written in this process
+
+
+class Reply:
+    def __init__(self, conversation: Conversation, message: Message, caller: pipeline.Caller):
+        self.conversation = conversation
+        self.message = message
+        self.caller = caller
+        self.text = ""  # published so far
+        self.reasoning = ""
+        self.seq = 0  # fragments published so far
+        self._pending_text: list[str] = []
+        self._pending_reasoning: list[str] = []
+        self.finish_reason = ""
+        self.usage: dict | None = None
+        self.stop_requested = False
+        self.task: asyncio.Task | None = None
+
+    # -- control
+
+    def start(self) -> Reply:
+        RUNNING[self.message.id] = self
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message.id}")
+        return self
+
+    def stop(self) -> None:
+        if self.task and not self.task.done():
+            self.stop_requested = True
+            self.task.cancel()
+
+    def snapshot(self) -> tuple[str, int]:
+        """The message as published so far, and the number of its last fragment."""
+        return frames.message(self.message, text=self.text, reasoning=self.reasoning), self.seq
+
+    # -- the task
+
+    async def _run(self) -> None:
+        helpers = [asyncio.create_task(self._publish_and_save_regularly()), asyncio.create_task(self._listen())]
+        try:
+            status, error = await self._generate_until_done()
+        except asyncio.CancelledError:  # the server is shutting down, not a "Stop"
+            await _cancel(helpers)
+            try:
+                await asyncio.shield(self._finish(Message.Status.INTERRUPTED, "The server stopped while this reply was being written."))
+            finally:
+                RUNNING.pop(self.message.id, None)
+            raise
+        # The helpers end before the final save, so no fragment can follow the finished message;
+        # the reply leaves RUNNING only once saved, so a tab never finds it "streaming" with no task.
+        await _cancel(helpers)
+        try:
+            await self._finish(status, error)
+        finally:
+            RUNNING.pop(self.message.id, None)
+
+    async def _generate_until_done(self) -> tuple[str, str]:
+        try:
+            await self._generate()
+        except asyncio.CancelledError:
+            if not self.stop_requested:
+                raise
+            asyncio.current_task().uncancel()
+            return Message.Status.CANCELLED, ""
+        except GatewayError as exc:
+            return Message.Status.ERROR, exc.message
+        except Exception:
+            log.exception("reply %s failed", self.message.id)
+            return Message.Status.ERROR, "Something went wrong while writing this reply."
+        return Message.Status.COMPLETE, ""
+
+    async def _generate(self) -> None:
+        model = self.conversation.model
+        messages = await messages_for_reply(self.conversation, self.message, model.context_window)
+        stream = pipeline.stream_chat(self.caller, {"messages": messages}, [model.name])
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                self._take(chunk)
+
+    def _take(self, chunk: dict) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self._pending_text.append(delta["content"])
+            if delta.get("reasoning_content"):
+                self._pending_reasoning.append(delta["reasoning_content"])
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    async def _publish_pending(self) -> None:
+        if not (self._pending_text or self._pending_reasoning):
+            return
+        text, reasoning = "".join(self._pending_text), "".join(self._pending_reasoning)
+        self._pending_text.clear()
+        self._pending_reasoning.clear()
+        self.text += text
+        self.reasoning += reasoning
+        self.seq += 1
+        await hub.publish(self.conversation.id, frames.fragment(self.message.id, text, reasoning),
+                          message_id=self.message.id, seq=self.seq)
+
+    async def _publish_and_save_regularly(self) -> None:
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.CHAT_BATCH_SECONDS)
+            await self._publish_pending()
+            if time.monotonic() - last_save >= settings.CHAT_SAVE_SECONDS:
+                last_save = time.monotonic()
+                await Message.objects.filter(pk=self.message.id).aupdate(
+                    content=self.text, reasoning=self.reasoning, updated_at=timezone.now()
+                )
+
+    async def _listen(self) -> None:
+        """Stop and snapshot requests from tabs on any process."""
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        group = hub.reply_group(self.message.id)
+        await layer.group_add(group, channel)
+        try:
+            while True:
+                event = await layer.receive(channel)
+                if event["type"] == "reply.stop":
+                    self.stop()
+                elif event["type"] == "reply.snapshot":
+                    frame, seq = self.snapshot()
+                    await layer.send(event["reply_channel"], {"type": "chat.snapshot", "message_id": self.message.id, "frame": frame, "seq": seq})
+        finally:
+            await layer.group_discard(group, channel)
+
+    async def _finish(self, status: str, error: str = "") -> None:
+        msg = self.message
+        msg.content = self.text + "".join(self._pending_text)
+        msg.reasoning = self.reasoning + "".join(self._pending_reasoning)
+        msg.status, msg.error, msg.finish_reason = status, error, self.finish_reason
+        if self.usage:
+            msg.prompt_tokens = self.usage.get("prompt_tokens")
+            msg.completion_tokens = self.usage.get("completion_tokens")
+        await msg.asave(update_fields=["content", "reasoning", "status", "error", "finish_reason",
+                                       "prompt_tokens", "completion_tokens", "updated_at"])
+        await hub.publish(self.conversation.id, frames.message(msg))
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def request_stop(message_id: int) -> None:
+    """Stop a reply wherever it runs: directly here, or through the channel layer."""
+    if reply := RUNNING.get(message_id):
+        reply.stop()
+    else:
+        await get_channel_layer().group_send(hub.reply_group(message_id), {"type": "reply.stop"})

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from conversations.llm.client import UpstreamError
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout",
+}
+
+
+class GatewayError(Exception):
+    """A request the gateway refuses or cannot serve; carries OpenAI's error shape."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after
+
+    @property
+    def type(self) -> str:
+        return ERROR_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+
+    def as_dict(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    @classmethod
+    def from_upstream(cls, exc: UpstreamError) -> GatewayError:
+        codes = {429: "rate_limit_exceeded", 502: "bad_upstream", 503: "upstream_unavailable", 504: "upstream_timeout"}
+        return cls(exc.status, exc.message, code=codes.get(exc.status, "upstream_error"))

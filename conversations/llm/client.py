@@ -1,0 +1,167 @@
+"""All upstream HTTP: the one place Chatsite talks to OpenAI-compatible providers.
+
+Every call goes through a shared `httpx.AsyncClient` (one per event loop, so connections are
+pooled and reused) with explicit connect and read timeouts. Whatever goes wrong, a refused
+connection, a timeout, an error status, a stream that breaks or says something that is not JSON,
+surfaces as one exception, `UpstreamError`, carrying the HTTP status the gateway should answer
+with and whether another model may be tried instead (`retryable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+from httpx_sse import EventSource
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """What the client needs to know of a provider."""
+
+    base_url: str
+    api_key: str = ""
+    timeout: float = 300.0
+    name: str = ""
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+class UpstreamError(Exception):
+    """An upstream call that failed. `status` is what the gateway answers with: the upstream's own
+    4xx (but 401/403, which mean our provider key is wrong: 502), 429 passed through, 502 for a bad
+    response, 503 when it cannot be reached, 504 when it timed out."""
+
+    def __init__(self, status: int, message: str, *, retryable: bool = False, upstream_status: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retryable = retryable
+        self.upstream_status = upstream_status
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes, provider: str) -> UpstreamError:
+        detail = _error_message(body) or f"HTTP {status}"
+        if status == 429:
+            return cls(429, f"{provider}: rate limited upstream: {detail}", retryable=True, upstream_status=status)
+        if status >= 500:
+            return cls(502, f"{provider}: upstream error {status}: {detail}", retryable=True, upstream_status=status)
+        if status in (401, 403):
+            return cls(502, f"{provider}: the provider refused our API key: {detail}", retryable=True, upstream_status=status)
+        return cls(status, f"{provider}: {detail}", upstream_status=status)
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:500].strip()
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    if isinstance(error, str):
+        return error
+    return str(data)[:500]
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def http_client() -> httpx.AsyncClient:
+    """The shared client of the running event loop (an AsyncClient cannot cross loops)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+            follow_redirects=False,
+        )
+        _clients[loop] = client
+    return client
+
+
+def _timeout(upstream: Upstream) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.UPSTREAM_CONNECT_TIMEOUT,
+        read=upstream.timeout,
+        write=30.0,
+        pool=30.0,
+    )
+
+
+def _translate(exc: httpx.HTTPError, upstream: Upstream) -> UpstreamError:
+    name = upstream.name or upstream.base_url
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError(504, f"{name}: the upstream did not answer in time", retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(503, f"{name}: cannot connect to the upstream ({exc})", retryable=True)
+    return UpstreamError(502, f"{name}: the upstream connection failed ({exc.__class__.__name__}: {exc})", retryable=True)
+
+
+async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[dict]:
+    """POST /chat/completions with stream=true; yields each chunk, parsed, until [DONE].
+
+    Leaving the loop early (or cancelling the task) closes the response, which cancels the
+    upstream request."""
+    client = http_client()
+    try:
+        async with client.stream(
+            "POST", upstream.url("/chat/completions"), json=body, headers=upstream.headers, timeout=_timeout(upstream)
+        ) as response:
+            if response.status_code >= 400:
+                raise UpstreamError.from_response(response.status_code, await response.aread(), upstream.name)
+            async for event in EventSource(response).aiter_sse():
+                if event.data == "[DONE]":
+                    return
+                if not event.data:
+                    continue
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError as exc:
+                    raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not JSON") from exc
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise UpstreamError(502, f"{upstream.name}: {_error_message(event.data.encode())}")
+                yield chunk
+    except httpx.HTTPError as exc:
+        raise _translate(exc, upstream) from exc
+
+
+async def complete_chat(upstream: Upstream, body: dict) -> dict:
+    """POST /chat/completions without streaming; the parsed response."""
+    try:
+        response = await http_client().post(
+            upstream.url("/chat/completions"), json=body, headers=upstream.headers, timeout=_timeout(upstream)
+        )
+    except httpx.HTTPError as exc:
+        raise _translate(exc, upstream) from exc
+    if response.status_code >= 400:
+        raise UpstreamError.from_response(response.status_code, response.content, upstream.name)
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise UpstreamError(502, f"{upstream.name}: the upstream answered with something that is not JSON") from exc
+
+
+async def list_models(upstream: Upstream) -> list[dict]:
+    """GET /models: the upstream's model list (OpenAI's `data` array)."""
+    try:
+        response = await http_client().get(upstream.url("/models"), headers=upstream.headers, timeout=_timeout(upstream))
+    except httpx.HTTPError as exc:
+        raise _translate(exc, upstream) from exc
+    if response.status_code >= 400:
+        raise UpstreamError.from_response(response.status_code, response.content, upstream.name)
+    try:
+        data = response.json()["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamError(502, f"{upstream.name}: /models did not answer with a model list") from exc
+    return [m for m in data if isinstance(m, dict) and m.get("id")]

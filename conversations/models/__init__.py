@@ -1,0 +1,14 @@
+from conversations.models.chat import Conversation, Message
+from conversations.models.gateway import ApiKey, AuditLog, PromptTemplate, UsageRecord
+from conversations.models.providers import Model, Provider
+
+__all__ = [
+    "ApiKey",
+    "AuditLog",
+    "Conversation",
+    "Message",
+    "Model",
+    "PromptTemplate",
+    "Provider",
+    "UsageRecord",
+]

@@ -1,0 +1,99 @@
+"""Conversations and their messages: what the browser chat stores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, default="New chat")
+    model = models.ForeignKey(
+        "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    system_prompt = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [
+            # The conversation list: one owner's, newest first.
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return f"/c/{self.pk}/"
+
+
+class MessageQuerySet(models.QuerySet):
+    def mark_stale_interrupted(self) -> int:
+        """Streaming messages nobody has saved lately belong to a dead process: interrupted."""
+        cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_SECONDS)
+        return self.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).update(
+            status=Message.Status.INTERRUPTED,
+            error="The server stopped while this reply was being written.",
+        )
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+        TOOL = "tool"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        CANCELLED = "cancelled"
+        ERROR = "error"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True, default="")
+    reasoning = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True, default="")
+    finish_reason = models.CharField(max_length=32, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # A conversation's messages in order, and "the latest N" for long ones.
+            models.Index(fields=["conversation", "id"], name="message_conversation_order"),
+            # The sweep for replies whose process died: only streaming rows are indexed.
+            models.Index(
+                fields=["updated_at"],
+                name="message_streaming_updated",
+                condition=models.Q(status="streaming"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != self.Status.STREAMING
+
+    @property
+    def can_regenerate(self) -> bool:
+        return self.role == self.Role.ASSISTANT and self.is_final

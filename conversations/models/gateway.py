@@ -1,0 +1,155 @@
+"""What the gateway needs to decide who may call what at what cost: keys, templates, usage."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "cs-"
+PREFIX_CHARS = 8  # the visible part after "cs-", unique, used to look a key up
+
+
+def hash_secret(key: str) -> str:
+    # Keys are 40+ random characters: a fast hash is enough, a slow one would only slow every call.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        now = timezone.now()
+        return self.filter(revoked_at=None).filter(
+            models.Q(expires_at=None) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    default_model = models.ForeignKey(
+        "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    allowed_models = models.ManyToManyField(
+        "conversations.Model", blank=True, related_name="+", help_text="Empty: every model the owner may use."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    budget_total = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    budget_monthly = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name or 'key'} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, owner, **fields) -> tuple[ApiKey, str]:
+        """Create a key and return it with its secret, which is shown this once and never stored."""
+        prefix = KEY_PREFIX + secrets.token_hex(PREFIX_CHARS // 2)
+        key = f"{prefix}_{secrets.token_urlsafe(30)}"
+        api_key = cls.objects.create(owner=owner, prefix=prefix, secret_hash=hash_secret(key), **fields)
+        return api_key, key
+
+    @staticmethod
+    def prefix_of(key: str) -> str:
+        return key.split("_", 1)[0]
+
+    def matches(self, key: str) -> bool:
+        return hmac.compare_digest(self.secret_hash, hash_secret(key))
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class PromptTemplate(models.Model):
+    """Stored messages with {{slot}} placeholders, expanded before inference."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True, default="")
+    messages = models.JSONField(default=list, help_text='[{"role": "system", "content": "..."}]')
+    variables = models.JSONField(default=list, blank=True, help_text="Declared slot names.")
+    model = models.ForeignKey(
+        "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UsageRecord(models.Model):
+    class Source(models.TextChoices):
+        API = "api"
+        CHAT = "chat"
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    model_name = models.CharField(max_length=200, blank=True, default="")
+    model = models.ForeignKey("conversations.Model", null=True, on_delete=models.SET_NULL, related_name="+")
+    provider = models.ForeignKey("conversations.Provider", null=True, on_delete=models.SET_NULL, related_name="+")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    estimated = models.BooleanField(default=False, help_text="Counted here: the upstream sent no usage.")
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, default="ok")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Usage pages and budgets: one user's, one key's spend over a date range.
+            models.Index(fields=["user", "created_at"], name="usage_user_date"),
+            models.Index(fields=["api_key", "created_at"], name="usage_key_date"),
+            # The admin's usage chart over all users.
+            models.Index(fields=["created_at"], name="usage_date"),
+        ]
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class AuditLog(models.Model):
+    """Who created, changed or revoked which key or provider, and when."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at"], name="audit_recent")]  # the log, newest first

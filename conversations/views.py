@@ -1,0 +1,104 @@
+"""The pages: the conversation list, one conversation, first-run set-up, health."""
+
+from __future__ import annotations
+
+import time
+
+from django import forms
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import BaseUserCreationForm
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from conversations.models import Conversation, Message, Model
+
+PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
+SIDEBAR_CONVERSATIONS = 100
+
+
+@login_not_required
+@require_GET
+def healthz(request):
+    """200 when the database answers; for load balancers and scripts."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+class AdminSetupForm(BaseUserCreationForm):
+    email = forms.EmailField(required=False)
+
+    class Meta(BaseUserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+
+@login_not_required
+def setup(request):
+    """First visit to a site with no users: create the admin account."""
+    if get_user_model().objects.exists():
+        return redirect("/")
+    form = AdminSetupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save(commit=False)
+        user.is_staff = user.is_superuser = True
+        user.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("/")
+    return render(request, "conversations/setup.html", {"form": form})
+
+
+def _sidebar(request) -> list[Conversation]:
+    return list(Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")[:SIDEBAR_CONVERSATIONS])
+
+
+@require_GET
+def index(request):
+    return render(request, "conversations/index.html", {"conversations": _sidebar(request)})
+
+
+@require_POST
+def new_chat(request):
+    conversation = Conversation.objects.create(
+        owner=request.user, model=Model.objects.usable_by(request.user).first()
+    )
+    return redirect(conversation)
+
+
+@require_GET
+def conversation(request, pk: int):
+    conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
+    Message.objects.mark_stale_interrupted()
+    messages, has_earlier = _latest_messages(conversation, before=request.GET.get("before"))
+    context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
+    if request.htmx and request.GET.get("before"):
+        return render(request, "conversations/conversation.html#earlier", context)
+    context |= {
+        "conversations": _sidebar(request),
+        "models": list(Model.objects.usable_by(request.user)),
+        # The websocket asks for what changed after this render when it (re)connects.
+        "since": f"{time.time() - 1:.3f}",
+    }
+    return render(request, "conversations/conversation.html", context)
+
+
+def _latest_messages(conversation: Conversation, before: str | None) -> tuple[list[Message], bool]:
+    rows = conversation.messages.order_by("-id")
+    if before and before.isdigit():
+        rows = rows.filter(id__lt=int(before))
+    page = list(rows[: PAGE_MESSAGES + 1])
+    return page[:PAGE_MESSAGES][::-1], len(page) > PAGE_MESSAGES
+
+
+@require_POST
+def delete_conversation(request, pk: int):
+    get_object_or_404(Conversation, pk=pk, owner=request.user).delete()
+    return redirect("/")
+
+

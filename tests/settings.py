@@ -1,0 +1,22 @@
+"""Settings for the test suite: the site's own, made fast and kept apart per xdist worker."""
+
+import os
+
+from chatsite.settings import *  # noqa: F403
+from chatsite.settings import CACHES, CHANNEL_LAYERS, DATABASES, REDIS_PREFIX, REDIS_URL, VAR_DIR
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The browser and multi-process tests start servers that must open the test database: a file.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+# Each worker (and the servers it starts) on Redis keys of its own.
+if REDIS_URL:
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}-test-{WORKER}:"
+    CACHES["default"]["KEY_PREFIX"] = f"{REDIS_PREFIX}-test-{WORKER}"
+
+CHAT_STALE_SECONDS = 5.0
+USAGE_FLUSH_SECONDS = 0.2

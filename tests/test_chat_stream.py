@@ -1,0 +1,272 @@
+"""The browser chat over its websocket: streaming, persistence, stop, errors, many tabs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from conversations.chat.replies import RUNNING
+from conversations.gateway import usage
+from conversations.models import Message, UsageRecord
+from tests.wsclient import Tab, fragments_text, message_ids, streaming_text
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+async def assistant_of(conversation) -> Message:
+    return await Message.objects.filter(conversation=conversation, role="assistant").alatest("id")
+
+
+async def wait_for_idle(timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while RUNNING and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def test_a_reply_streams_in_fragments_and_is_saved_rendered(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    assert await tab.connect()
+    await tab.send(message="hello there friend", model="slow")
+    frames = await tab.read_reply()
+
+    reply = await assistant_of(conversation)
+    assert reply.status == "complete"
+    assert reply.content == "Echo: hello there friend"
+    assert reply.finish_reason == "stop"
+    assert reply.completion_tokens == 4
+    assert any('class="message user complete"' in f and "hello there friend" in f for f in frames)
+    assert fragments_text(frames, reply.id) == "Echo: hello there friend"
+    assert len([f for f in frames if "beforeend" in f]) >= 2  # streamed in several frames
+    assert '<div class="body markdown"><p>Echo: hello there friend</p>' in frames[-1]
+    await tab.close()
+
+
+async def test_the_upstream_gets_the_system_prompt_and_the_whole_history(alice, conversation, upstream):
+    conversation.system_prompt = "You are terse."
+    await conversation.asave(update_fields=["system_prompt"])
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="first", model="echo")
+    await tab.read_reply()
+    await tab.send(message="second", model="echo")
+    await tab.read_until(lambda f: "Echo: second" in f and "complete" in f)
+
+    sent = upstream.requests_for("echo")[-1]["body"]
+    assert sent["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "Echo: first"},
+        {"role": "user", "content": "second"},
+    ]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["model"] == "echo"
+    await tab.close()
+
+
+async def test_the_first_message_names_the_conversation(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="Plan a trip to Lisbon in spring", model="echo")
+    frames = await tab.read_reply()
+    await conversation.arefresh_from_db()
+    assert conversation.title == "Plan a trip to Lisbon in spring"
+    assert any('<h1 id="conversation-title" hx-swap-oob="true">Plan a trip to Lisbon in spring</h1>' in f for f in frames)
+    await tab.close()
+
+
+async def test_model_output_is_sanitized_before_it_becomes_html(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="show me", model="markdown")
+    final = (await tab.read_reply())[-1]
+    assert "<table>" in final and '<span class="nb">print</span>' in final
+    assert "<script>" not in final and 'href="javascript:' not in final
+    assert "&lt;script&gt;" in final
+    await tab.close()
+
+
+async def test_the_reply_survives_the_tab_closing(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="are you still there", model="slow")
+    await tab.read_until(lambda f: "beforeend" in f)
+    await tab.close()
+    await wait_for_idle()
+    reply = await assistant_of(conversation)
+    assert reply.status == "complete"
+    assert reply.content == "Echo: are you still there"
+
+
+async def test_a_second_tab_sees_the_same_reply(alice, conversation):
+    first, second = Tab(alice, conversation.id), Tab(alice, conversation.id)
+    await first.connect()
+    await second.connect()
+    await first.send(message="one two three", model="slow")
+    frames_first = await first.read_reply()
+    frames_second = await second.read_reply()
+    reply = await assistant_of(conversation)
+    assert fragments_text(frames_first, reply.id) == fragments_text(frames_second, reply.id) == "Echo: one two three"
+    assert any("one two three" in f and 'class="message user' in f for f in frames_second)
+    await first.close()
+    await second.close()
+
+
+async def test_a_tab_that_connects_mid_reply_gets_the_text_so_far_then_the_rest(alice, conversation):
+    first = Tab(alice, conversation.id)
+    await first.connect()
+    await first.send(message="go", model="long")
+    await first.read_until(lambda f: "word30" in f)
+
+    late = Tab(alice, conversation.id, since=time.time() - 60)
+    await late.connect()
+    reply = await assistant_of(conversation)
+    frames = await late.read_reply(timeout=20)
+    snapshot = next(streaming_text(f, reply.id) for f in frames if streaming_text(f, reply.id) is not None)
+    assert "word30" in snapshot
+    rest = fragments_text(frames[frames.index(next(f for f in frames if streaming_text(f, reply.id) is not None)):], reply.id)
+    await reply.arefresh_from_db()
+    assert snapshot + rest == reply.content  # nothing missing, nothing twice
+    assert reply.content.endswith("word399")
+    await first.close()
+    await late.close()
+
+
+async def test_stop_cancels_the_reply_and_the_upstream_request_and_keeps_the_text(alice, conversation, upstream):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="go", model="long")
+    await tab.read_until(lambda f: "word10" in f)
+    cancelled_before = upstream.cancelled
+    await tab.send(action="stop")
+    await tab.read_reply(status="cancelled")
+    reply = await assistant_of(conversation)
+    assert reply.status == "cancelled"
+    assert reply.content.startswith("word0 word1 word2") and "word399" not in reply.content
+    for _ in range(100):
+        if upstream.cancelled > cancelled_before:
+            break
+        await asyncio.sleep(0.02)
+    assert upstream.cancelled == cancelled_before + 1
+    await tab.close()
+
+
+async def test_stop_from_another_tab_stops_the_reply(alice, conversation):
+    writer, other = Tab(alice, conversation.id), Tab(alice, conversation.id)
+    await writer.connect()
+    await other.connect()
+    await writer.send(message="go", model="long")
+    await other.read_until(lambda f: "word5" in f)
+    await other.send(action="stop")
+    await writer.read_reply(status="cancelled")
+    assert (await assistant_of(conversation)).status == "cancelled"
+    await writer.close()
+    await other.close()
+
+
+async def test_a_stream_that_breaks_keeps_the_partial_text_and_shows_the_error(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="a b c d e f", model="break")
+    final = (await tab.read_reply(status="error"))[-1]
+    reply = await assistant_of(conversation)
+    assert reply.status == "error"
+    assert reply.content == "Echo: a b"
+    assert "upstream" in reply.error.lower()
+    assert 'role="alert"' in final and "Regenerate" in final
+    await tab.close()
+
+
+@pytest.mark.parametrize("model, words", [("fail-429", "rate limited"), ("fail-500", "upstream error 500")])
+async def test_an_upstream_error_status_is_explained_in_place(alice, conversation, model, words):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="hi", model=model)
+    final = (await tab.read_reply(status="error"))[-1]
+    assert words in final
+    assert (await assistant_of(conversation)).status == "error"
+    await tab.close()
+
+
+async def test_a_stream_without_finish_reason_or_usage_completes_with_estimated_usage(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="count me", model="no-finish")
+    await tab.read_reply()
+    reply = await assistant_of(conversation)
+    assert reply.content == "Echo: count me" and reply.finish_reason == ""
+    await usage.flush()
+    record = await UsageRecord.objects.filter(model_name="no-finish").aget()
+    assert record.estimated and record.completion_tokens > 0 and record.source == "chat"
+    await tab.close()
+
+
+async def test_every_reply_writes_a_usage_record(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="one two", model="echo")
+    await tab.read_reply()
+    await usage.flush()
+    record = await UsageRecord.objects.select_related("user").aget()
+    assert record.user == alice and record.model_name == "echo" and record.status == "ok"
+    assert (record.prompt_tokens, record.completion_tokens, record.estimated) == (2, 3, False)
+    assert record.session_id == f"conversation-{conversation.id}"
+    await tab.close()
+
+
+async def test_regenerate_writes_the_last_reply_again(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="try", model="fail-500")
+    await tab.read_reply(status="error")
+    failed = await assistant_of(conversation)
+    await tab.send(action="regenerate", message_id=failed.id)
+    await tab.read_until(lambda f: 'hx-swap-oob="delete"' in f)
+    # The conversation's model is fail-500 still; switching the model happens on send.
+    await tab.read_reply(status="error")
+    assert not await Message.objects.filter(pk=failed.pk).aexists()
+    assert await Message.objects.filter(conversation=conversation, role="assistant").acount() == 1
+    await tab.close()
+
+
+async def test_a_message_is_refused_in_place_while_a_reply_is_being_written(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="go", model="long")
+    await tab.read_until(lambda f: "beforeend" in f)
+    await tab.send(message="again", model="echo")
+    frames = await tab.read_until(lambda f: 'id="composer-notice"' in f and "still being written" in f)
+    assert frames
+    await tab.send(action="stop")
+    await tab.read_reply(status="cancelled")
+    await tab.close()
+
+
+async def test_an_empty_message_is_explained_and_nothing_is_stored(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="   ", model="echo")
+    await tab.read_until(lambda f: "Type a message first." in f)
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    await tab.close()
+
+
+async def test_a_model_the_site_does_not_have_is_explained(alice, conversation):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="hi", model="no-such-model")
+    await tab.read_until(lambda f: "no-such-model" in f and "composer-notice" in f)
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    await tab.close()
+
+
+async def test_a_reply_left_streaming_by_a_dead_process_shows_as_interrupted(alice, conversation):
+    orphan = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming", content="half")
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    frames = await tab.read_reply(status="interrupted")
+    assert orphan.id in message_ids(frames)
+    await orphan.arefresh_from_db()
+    assert orphan.status == "interrupted" and orphan.content == "half"
+    await tab.close()
