@@ -172,7 +172,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "static"  # for collectstatic, if you want it; not needed to serve
+STATIC_ROOT.mkdir(exist_ok=True)
 # WhiteNoise serves straight from the app's static folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = True
 

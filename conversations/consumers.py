@@ -15,10 +15,12 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import Q
 
 from conversations.chat import actions, frames, hub
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
+from conversations.models.chat import INTERRUPTED_ERROR
 
 SNAPSHOT_WAIT_SECONDS = 2.0
 
@@ -95,9 +97,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def catch_up(self, since: datetime | None) -> None:
         """Send what changed since the page was rendered (all of it again after a dropped
         connection), and the text so far of a reply being written."""
-        await database_sync_to_async(Message.objects.mark_stale_interrupted)()
-        rows = self.conversation.messages.order_by("id")
-        rows = rows.filter(updated_at__gte=since) if since else rows.filter(status=Message.Status.STREAMING)
+        interrupted = await database_sync_to_async(self.conversation.messages.mark_stale_interrupted)()
+        changed = Q(status=Message.Status.STREAMING) | Q(pk__in=interrupted)
+        if since:
+            changed |= Q(updated_at__gte=since)
+        rows = self.conversation.messages.filter(changed).order_by("id")
         async for message in rows:
             if message.status == Message.Status.STREAMING:
                 await self.catch_up_reply(message)
@@ -116,7 +120,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT_SECONDS, self.waiting.pop, message.id, None)
         else:  # one process and no task: the process that wrote it is gone
-            message.status, message.error = Message.Status.INTERRUPTED, "The server stopped while this reply was being written."
+            message.status, message.error = Message.Status.INTERRUPTED, INTERRUPTED_ERROR
             await message.asave(update_fields=["status", "error", "updated_at"])
             await self.send(text_data=frames.message(message))
 

@@ -74,7 +74,7 @@ def new_chat(request):
 @require_GET
 def conversation(request, pk: int):
     conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
-    Message.objects.mark_stale_interrupted()
+    conversation.messages.mark_stale_interrupted()
     messages, has_earlier = _latest_messages(conversation, before=request.GET.get("before"))
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     if request.htmx and request.GET.get("before"):

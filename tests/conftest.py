@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -18,6 +19,18 @@ def upstream():
     server = Upstream().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_async_connections(django_db_setup, django_db_blocker):
+    """The async tests' queries run on asgiref's worker thread, with a connection of its own;
+    it is closed before the test database is dropped (PostgreSQL refuses while it is open)."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)

@@ -6,17 +6,22 @@ from chatsite.settings import *  # noqa: F403
 from chatsite.settings import CACHES, CHANNEL_LAYERS, DATABASES, REDIS_PREFIX, REDIS_URL, VAR_DIR
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+# One id per test run (shared by its xdist workers), so that runs side by side never share a
+# test database or Redis keys; servers started by a test inherit it through the environment.
+RUN = os.environ.setdefault("CHATSITE_TEST_RUN", os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or str(os.getpid()))
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The browser and multi-process tests start servers that must open the test database: a file.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{RUN}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_chatsite_{RUN}"}
 
 # Each worker (and the servers it starts) on Redis keys of its own.
 if REDIS_URL:
-    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}-test-{WORKER}:"
-    CACHES["default"]["KEY_PREFIX"] = f"{REDIS_PREFIX}-test-{WORKER}"
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}-test-{RUN}-{WORKER}:"
+    CACHES["default"]["KEY_PREFIX"] = f"{REDIS_PREFIX}-test-{RUN}-{WORKER}"
 
 CHAT_STALE_SECONDS = 5.0
 USAGE_FLUSH_SECONDS = 0.2

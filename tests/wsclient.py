@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 import time
@@ -54,7 +53,7 @@ class Tab:
         try:
             while True:
                 got.append(await self.comm.receive_from(timeout=seconds))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self.frames += got
         return got

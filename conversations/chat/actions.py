@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from conversations.chat import frames, hub
 from conversations.chat.replies import Reply, request_stop
 from conversations.gateway import pipeline

@@ -26,6 +26,7 @@ from conversations.chat.history import messages_for_reply
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.models import Conversation, Message
+from conversations.models.chat import INTERRUPTED_ERROR
 
 log = logging.getLogger("chatsite.chat")
 
@@ -72,7 +73,7 @@ class Reply:
         except asyncio.CancelledError:  # the server is shutting down, not a "Stop"
             await _cancel(helpers)
             try:
-                await asyncio.shield(self._finish(Message.Status.INTERRUPTED, "The server stopped while this reply was being written."))
+                await asyncio.shield(self._finish(Message.Status.INTERRUPTED, INTERRUPTED_ERROR))
             finally:
                 RUNNING.pop(self.message.id, None)
             raise

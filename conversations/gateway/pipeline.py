@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from conversations.gateway import usage
 from conversations.gateway.errors import GatewayError
-from conversations.llm.client import Upstream, UpstreamError, stream_chat as upstream_stream_chat
+from conversations.llm.client import Upstream, UpstreamError
+from conversations.llm.client import stream_chat as upstream_stream_chat
 from conversations.models import ApiKey, Model
 
 

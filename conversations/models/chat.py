@@ -35,14 +35,20 @@ class Conversation(models.Model):
         return f"/c/{self.pk}/"
 
 
+INTERRUPTED_ERROR = "The server stopped while this reply was being written."
+
+
 class MessageQuerySet(models.QuerySet):
-    def mark_stale_interrupted(self) -> int:
-        """Streaming messages nobody has saved lately belong to a dead process: interrupted."""
+    def mark_stale_interrupted(self) -> list[int]:
+        """Streaming messages nobody has saved lately belong to a dead process: interrupted.
+        Returns their ids."""
         cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_SECONDS)
-        return self.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).update(
-            status=Message.Status.INTERRUPTED,
-            error="The server stopped while this reply was being written.",
-        )
+        stale = list(self.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).values_list("id", flat=True))
+        if stale:
+            self.filter(pk__in=stale, status=Message.Status.STREAMING).update(
+                status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now()
+            )
+        return stale
 
 
 class Message(models.Model):

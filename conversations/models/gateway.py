@@ -135,6 +135,9 @@ class UsageRecord(models.Model):
             models.Index(fields=["created_at"], name="usage_date"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model_name} {self.total_tokens} tokens"
+
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
@@ -153,3 +156,6 @@ class AuditLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["-created_at"], name="audit_recent")]  # the log, newest first
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_repr}"
