@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,9 +10,15 @@ from django.contrib.auth import get_user_model
 from conversations import middleware
 from conversations.gateway import usage
 from conversations.models import Conversation, Model, Provider
+from tests.live import Server
 from tests.upstream import MODELS, Upstream
 
 REDIS = bool(os.environ.get("REDIS_URL"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags for a root, sandboxless, offline machine (see the env notes): no background networking.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +82,48 @@ def provider(db, upstream):
 @pytest.fixture
 def conversation(alice, provider):
     return Conversation.objects.create(owner=alice, model=Model.objects.get(name="echo"))
+
+
+# -- live servers and the browser
+
+
+@pytest.fixture(scope="session")
+def site_server(django_db_setup, django_db_blocker):
+    """A Daphne process serving this run's test database (use with django_db(transaction=True))."""
+    with django_db_blocker.unblock():
+        server = Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("Debian's chromium is not installed (make test installs it with apt-get)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, which Django takes for
+    # async code; the tests' own ORM calls are plain sync code, so the check is lifted here
+    # (not in the servers under test: tests/live.py starts them without this variable).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base_url}/")

@@ -1,0 +1,73 @@
+"""Several server processes sharing Redis: a tab on each sees the same reply, Stop reaches it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from conversations.models import Message
+from tests.conftest import REDIS, log_in
+from tests.live import Server
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not REDIS, reason="needs REDIS_URL: the PostgreSQL+Redis pass runs it"),
+]
+
+CONNECTED = "() => document.querySelector('#chat')['htmx-internal-data']?.webSocket?.socket?.readyState === 1"
+
+
+@pytest.fixture
+def two_servers(django_db_blocker):
+    with django_db_blocker.unblock():
+        servers = [Server(), Server()]
+        try:
+            yield [server.start() for server in servers]
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def open_on(browser, server, path="/"):
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    log_in(page, server.url, "alice", "alice-password")
+    if path != "/":
+        page.goto(server.url + path)
+        page.wait_for_function(CONNECTED)
+    return page
+
+
+def test_a_tab_on_each_process_sees_the_same_reply_and_stop_reaches_it(browser, two_servers, alice, provider):
+    one, two = two_servers
+    first = open_on(browser, one)
+    first.get_by_role("button", name="New chat").first.click()
+    first.wait_for_url(re.compile(r".*/c/\d+/$"))
+    first.wait_for_function(CONNECTED)
+    path = re.sub(r"^https?://[^/]+", "", first.url)
+    second = open_on(browser, two, path)
+
+    first.get_by_label("Model").select_option("long")
+    first.get_by_label("Message").fill("across processes")
+    first.get_by_role("button", name="Send").click()
+
+    # The reply is written by process one; the tab on process two sees it stream.
+    expect(second.locator(".message.user")).to_contain_text("across processes")
+    expect(second.locator(".message.assistant.streaming")).to_contain_text("word15")
+    # A reload on process two mid-reply asks process one for the text so far.
+    second.reload()
+    second.wait_for_function(CONNECTED)
+    expect(second.locator(".message.assistant.streaming")).to_contain_text("word40")
+    assert second.locator(".message.assistant .streaming-text").inner_text().startswith("word0 word1")
+
+    # Stop, pressed on process two, reaches the task on process one.
+    second.get_by_role("button", name="Stop").click()
+    expect(first.locator(".message.assistant.cancelled")).to_be_visible()
+    expect(second.locator(".message.assistant.cancelled")).to_be_visible()
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == "cancelled" and "word40" in reply.content and "word399" not in reply.content
+    assert first.locator(".message.assistant .body").inner_text() == second.locator(".message.assistant .body").inner_text()
