@@ -93,3 +93,19 @@ def test_a_key_from_an_older_encryption_key_still_opens_after_rotation(settings)
             encryption.decrypt(token)
     finally:
         encryption._fernet.cache_clear()
+
+
+def test_a_stored_key_the_configured_keys_cannot_open_fails_the_start_up_check(provider, settings):
+    from cryptography.fernet import Fernet
+
+    from conversations.checks import stored_secrets_open_with_the_keys
+
+    assert stored_secrets_open_with_the_keys(databases=["default"]) == []
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    encryption._fernet.cache_clear()
+    try:
+        errors = stored_secrets_open_with_the_keys(databases=["default"])
+    finally:
+        encryption._fernet.cache_clear()
+    assert [e.id for e in errors] == ["chatsite.E002"]
+    assert "'loop'" in errors[0].msg
