@@ -70,6 +70,10 @@ def test_new_chat_creates_a_conversation_with_a_usable_model(client, alice, prov
     conversation = Conversation.objects.get(owner=alice)
     assert response["Location"] == f"/c/{conversation.id}/"
     assert conversation.model is not None
+    # Pressing it again before writing anything opens the same empty chat.
+    assert client.post("/c/new/")["Location"] == f"/c/{conversation.id}/"
+    Message.objects.create(conversation=conversation, role="user", content="hi")
+    assert client.post("/c/new/")["Location"] != f"/c/{conversation.id}/"
 
 
 def test_a_conversation_page_has_the_named_controls_and_its_messages(client, alice, conversation):

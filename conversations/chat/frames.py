@@ -37,4 +37,7 @@ def notice(text: str) -> str:
 
 
 def title(conversation) -> str:
-    return f'<h1 id="conversation-title" hx-swap-oob="true">{escape(conversation.title)}</h1>'
+    """The new title, in the page header and in the sidebar's list."""
+    text = escape(conversation.title)
+    return (f'<h1 id="conversation-title" hx-swap-oob="true">{text}</h1>'
+            f'<span hx-swap-oob="innerHTML:#conversation-link-{conversation.id}">{text}</span>')
