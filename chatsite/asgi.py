@@ -15,8 +15,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conversations import local  # noqa: E402
 from conversations.lifecycle import lifespan  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+# The embedded model's server, started with the site when it is installed (see conversations/local).
+local.start()
 
 application = ProtocolTypeRouter(
     {

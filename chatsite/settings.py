@@ -183,6 +183,10 @@ CHAT_SAVE_SECONDS = env.float("CHAT_SAVE_SECONDS", default=1.0)  # progress save
 # A "streaming" message not saved for this long belongs to a process that died: interrupted.
 CHAT_STALE_SECONDS = env.float("CHAT_STALE_SECONDS", default=15.0)
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=1.0)
+CURRENCY = env.str("CHATSITE_CURRENCY", default="USD")  # of model prices and budgets
+GATEWAY_CACHE_SECONDS = env.float("GATEWAY_CACHE_SECONDS", default=2.0)
+# The /v1 API's largest request body (images as data URLs make bodies big).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 
@@ -193,3 +197,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {"chatsite": {"level": env.str("LOG_LEVEL", default="INFO")}},
 }
+
+# -- The embedded local model (conversations/local): a child process serves it on loopback.
+LOCAL_MODEL = env.bool("LOCAL_MODEL", default=True)
+LOCAL_MODEL_PORT = env.int("LOCAL_MODEL_PORT", default=8011)
+# Generation threads: a few are enough for a 135M model, and leave the cores to the web processes.
+LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", default=max(1, min(4, (os.cpu_count() or 2) // 2)))

@@ -1,9 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ConversationsConfig(AppConfig):
     name = "conversations"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self):
-        from conversations import checks  # noqa: F401 - registers the start-up checks
+    def ready(self) -> None:
+        from conversations.local.provision import create_local_provider
+
+        # The built-in provider "local" (the embedded model), when it is installed.
+        post_migrate.connect(create_local_provider, sender=self, dispatch_uid="conversations.local.provision")
