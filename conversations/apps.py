@@ -6,7 +6,8 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self) -> None:
+    def ready(self):
+        from conversations import checks  # noqa: F401 - registers the start-up checks
         from conversations.local.provision import create_local_provider
 
         # The built-in provider "local" (the embedded model), when it is installed.
