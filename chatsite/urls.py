@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from conversations import views
+from conversations.api import views as api
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -12,4 +13,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
+    path("v1/models", api.models, name="api_models"),
+    path("v1/models/<path:model_id>", api.model_detail, name="api_model"),
 ]

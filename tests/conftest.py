@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from conversations import middleware
 from conversations.gateway import usage
-from conversations.models import Conversation, Model, Provider
+from conversations.models import ApiKey, Conversation, Model, Provider
 from tests.live import Server
 from tests.upstream import MODELS, Upstream
 
@@ -84,6 +84,15 @@ def conversation(alice, provider):
     return Conversation.objects.create(owner=alice, model=Model.objects.get(name="echo"))
 
 
+# -- API keys
+
+
+@pytest.fixture
+def alice_key(alice, provider) -> str:
+    """A gateway key of alice's, with no limits; the secret."""
+    return ApiKey.issue(alice, name="test")[1]
+
+
 # -- live servers and the browser
 
 
@@ -92,6 +101,15 @@ def site_server(django_db_setup, django_db_blocker):
     """A Daphne process serving this run's test database (use with django_db(transaction=True))."""
     with django_db_blocker.unblock():
         server = Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(django_db_setup, django_db_blocker):
+    """A Uvicorn process (the production server) serving this run's test database."""
+    with django_db_blocker.unblock():
+        server = Server(server="uvicorn").start()
     yield server
     server.stop()
 

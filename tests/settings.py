@@ -25,3 +25,4 @@ if REDIS_URL:
 
 CHAT_STALE_SECONDS = 5.0
 USAGE_FLUSH_SECONDS = 0.2
+GATEWAY_CACHE_SECONDS = 0.0  # servers under test must see each test's fresh rows; tests/test_gateway_cache.py covers caching

@@ -67,10 +67,9 @@ async def _choose_model(caller: pipeline.Caller, conversation: Conversation, mod
             raise ChatError("No model is available yet: an admin needs to add a provider (see the README).")
         name = first.name
     try:
-        route = await pipeline.resolve_route(caller, name)
+        conversation.model = await pipeline.resolve_model(caller, name)
     except GatewayError as exc:
         raise ChatError(exc.message) from exc
-    conversation.model = route.model
 
 
 async def _start_reply(caller: pipeline.Caller, conversation: Conversation) -> Reply:

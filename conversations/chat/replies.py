@@ -103,10 +103,11 @@ class Reply:
     async def _generate(self) -> None:
         model = self.conversation.model
         messages = await messages_for_reply(self.conversation, self.message, model.context_window)
-        stream = pipeline.stream_chat(self.caller, {"messages": messages}, [model.name])
-        async with contextlib.aclosing(stream) as chunks:
+        plan = await pipeline.plan(self.caller, {"model": model.name, "messages": messages, "stream": True,
+                                                 "stream_options": {"include_usage": True}})
+        async with contextlib.aclosing(pipeline.stream(plan)) as chunks:
             async for chunk in chunks:
-                self._take(chunk)
+                self._take(chunk.data)
 
     def _take(self, chunk: dict) -> None:
         if chunk.get("usage"):

@@ -1,16 +1,30 @@
-"""One request through the gateway: resolve the model, call the upstream, fall back, meter usage."""
+"""One request through the gateway, for both front doors (the browser chat and /v1).
+
+`plan()` decides: who is calling (a Caller), which models in which order (the model asked for,
+the key's or the template's default, then the `models` fallbacks), each one the caller may use;
+the template expanded; the limits checked. `stream()` and `complete()` carry it out: the next
+model is tried when an upstream fails before its first token (429, 5xx, timeout, refused
+connection), and every attempt writes a usage record, a stream cut short billed for what it made.
+"""
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from conversations.gateway import usage
+from conversations.gateway import cache, limits, usage
 from conversations.gateway.errors import GatewayError
-from conversations.llm.client import Upstream, UpstreamError
-from conversations.llm.client import stream_chat as upstream_stream_chat
+from conversations.gateway.templates import find_template, render_messages
+from conversations.llm.client import Chunk, UpstreamError
+from conversations.llm.client import complete_chat as upstream_complete
+from conversations.llm.client import stream_chat as upstream_stream
 from conversations.models import ApiKey, Model
+
+# Gateway extensions: never sent upstream (OpenAI itself refuses unknown parameters).
+EXTENSIONS = {"template", "variables", "session_id", "models", "transforms"}
 
 
 def new_request_id() -> str:
@@ -28,68 +42,169 @@ class Caller:
     request_id: str = field(default_factory=new_request_id)
 
 
-@dataclass(frozen=True)
-class Route:
-    """A model the caller may use, with the upstream that serves it."""
-
-    model: Model
-
-    @property
-    def upstream(self) -> Upstream:
-        provider = self.model.provider
-        return Upstream(base_url=provider.base_url, api_key=provider.api_key, timeout=provider.timeout, name=provider.name)
+@dataclass
+class Plan:
+    caller: Caller
+    models: list[Model]  # in the order to try them
+    body: dict  # what goes upstream, less "model"
+    stream: bool
+    wants_usage: bool  # the caller asked for usage in the stream
+    reservation: limits.Reservation | None = None
 
 
-async def resolve_route(caller: Caller, name: str, *, param: str = "model") -> Route:
+async def plan(caller: Caller, body: dict) -> Plan:
+    """Everything decided before the upstream is called; raises GatewayError."""
+    messages = list(body.get("messages") or [])
+    template = None
+    if body.get("template"):
+        template = await find_template(str(body["template"]))
+        messages = render_messages(template, body.get("variables") or {}) + messages
+    if body.get("session_id"):
+        caller.session_id = str(body["session_id"])
+    names = _model_names(caller, body, template)
+    models = [await resolve_model(caller, name, param="model" if i == 0 else "models") for i, name in enumerate(names)]
+    upstream_body = {k: v for k, v in body.items() if k not in EXTENSIONS and k != "model"}
+    upstream_body["messages"] = messages
+    if body.get("transforms") is not None:
+        upstream_body["transforms"] = body["transforms"]
+    result = Plan(caller, models, upstream_body, stream=bool(body.get("stream")),
+                  wants_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+    result.reservation = await limits.admit(caller, models[0], upstream_body)
+    return result
+
+
+def _model_names(caller: Caller, body: dict, template) -> list[str]:
+    first = body.get("model")
+    if not first and caller.api_key is not None and caller.api_key.default_model_name:
+        first = caller.api_key.default_model_name
+    if not first and template is not None and template.model_id:
+        first = template.model.name
+    fallbacks = [str(m) for m in body.get("models") or []]
+    if not first and fallbacks:
+        first = fallbacks.pop(0)
+    if not first:
+        raise GatewayError(422, "Missing required parameter: 'model' (this key has no default model).",
+                           code="missing_required_parameter", param="model")
+    names = [str(first)]
+    names += [name for name in fallbacks if name not in names]
+    return names
+
+
+async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> Model:
+    """The enabled model of that public name, if this caller (and its key) may use it."""
+    key = (getattr(caller.user, "pk", None), name)
+    found = cache.routes.get(key)
+    if found is cache.MISSING:
+        found = await _lookup_model(caller, name)
+        cache.routes.set(key, found)
+    if isinstance(found, GatewayError):
+        raise GatewayError(found.status, found.message, code=found.code, param=param)
+    api_key = caller.api_key
+    if api_key is not None and api_key.allowed_model_ids and found.pk not in api_key.allowed_model_ids:
+        raise GatewayError(403, f"This API key may not use the model '{name}'.", code="model_not_allowed", param=param)
+    return found
+
+
+async def _lookup_model(caller: Caller, name: str) -> Model | GatewayError:
     model = await Model.objects.select_related("provider").filter(name=name).afirst()
     if model is None or not (model.enabled and model.provider.enabled):
-        raise GatewayError(404, f"The model '{name}' does not exist or is not enabled.", code="model_not_found", param=param)
+        return GatewayError(404, f"The model '{name}' does not exist or is not enabled.", code="model_not_found")
     if not await Model.objects.usable_by(caller.user).filter(pk=model.pk).aexists():
-        raise GatewayError(403, f"You are not allowed to use the model '{name}'.", code="model_not_allowed", param=param)
-    return Route(model)
+        return GatewayError(403, f"You are not allowed to use the model '{name}'.", code="model_not_allowed")
+    return model
 
 
-def _prompt_chars(body: dict) -> int:
-    total = 0
-    for message in body.get("messages") or ():
-        content = message.get("content")
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            total += sum(len(part.get("text") or "") for part in content if isinstance(part, dict))
-    return total
+def _upstream_body(model: Model, body: dict, *, stream: bool) -> dict:
+    request = {**body, "model": model.upstream_id}
+    if "transforms" in request and not _takes_transforms(model):
+        del request["transforms"]
+    if stream:
+        # Always asked for, to bill it; passed on to the caller only if it asked too.
+        request["stream"] = True
+        request["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    else:
+        request.pop("stream_options", None)
+        request["stream"] = False
+    return request
 
 
-async def stream_chat(caller: Caller, body: dict, model_names: list[str]) -> AsyncIterator[dict]:
-    """Stream a chat completion: yields OpenAI chunks, `model` set to the public name that served.
+def _takes_transforms(model: Model) -> bool:
+    # `transforms` is OpenRouter's; other upstreams refuse parameters they do not know.
+    return (urlsplit(model.provider.base_url).hostname or "").endswith("openrouter.ai")
 
-    The models are tried in order: the next one when an upstream fails before its first chunk
-    (429, 5xx, timeout, refused connection). Each attempt writes a usage record, a stream cut
-    short (by an error or a cancelled caller) billed for what it generated."""
-    routes = [await resolve_route(caller, name) for name in model_names]
-    for attempt, route in enumerate(routes):
-        request = {**body, "model": route.model.upstream_id, "stream": True,
-                   "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-        meter = usage.Meter(prompt_chars=_prompt_chars(body))
+
+def _record(plan: Plan, model: Model, meter: usage.Meter, status: str, error: str = "") -> None:
+    caller = plan.caller
+    record = meter.record(
+        request_id=caller.request_id, source=caller.source, user=caller.user, api_key=caller.api_key,
+        model_name=model.name, model=model, provider=model.provider, session_id=caller.session_id,
+        status=status, error=error[:2000],
+    )
+    usage.record(record)
+    limits.settle(plan.reservation, record)
+
+
+async def stream(plan: Plan) -> AsyncIterator[Chunk]:
+    """Stream the completion: chunks with `model` set to the public name that served it."""
+    for attempt, model in enumerate(plan.models):
+        meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
         status, error, started = "ok", "", False
         try:
-            async for chunk in upstream_stream_chat(route.upstream, request):
+            async for chunk in upstream_stream(model.provider.upstream(), _upstream_body(model, plan.body, stream=True)):
                 started = True
-                meter.observe(chunk)
-                chunk["model"] = route.model.name
+                meter.observe(chunk.data)
+                chunk.set("model", model.name)
+                if "usage" in chunk.data and not plan.wants_usage:
+                    if not chunk.data.get("choices"):
+                        continue  # the usage-only chunk the caller did not ask for
+                    chunk.pop("usage")
                 yield chunk
+            if plan.wants_usage and meter.usage is None:  # the upstream sent none: counted here
+                yield _usage_chunk(model, meter)
             return
         except UpstreamError as exc:
             status, error = "error", exc.message
-            if exc.retryable and not started and attempt + 1 < len(routes):
+            if exc.retryable and not started and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
-        except BaseException as exc:  # cancelled or closed early: the caller stopped listening
+        except BaseException as exc:  # cancelled, or closed early: nobody is reading any more
             status, error = "cancelled", exc.__class__.__name__
             raise
         finally:
-            usage.record(meter.record(
-                request_id=caller.request_id, source=caller.source, user=caller.user, api_key=caller.api_key,
-                model_name=route.model.name, model=route.model, provider=route.model.provider,
-                session_id=caller.session_id, status=status, error=error,
-            ))
+            _record(plan, model, meter, status, error)
+
+
+async def complete(plan: Plan) -> dict:
+    """The whole completion at once (stream=false)."""
+    for attempt, model in enumerate(plan.models):
+        meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
+        status, error = "ok", ""
+        try:
+            response = await upstream_complete(model.provider.upstream(), _upstream_body(model, plan.body, stream=False))
+            meter.observe(response)
+            response["model"] = model.name
+            response.setdefault("system_fingerprint", None)
+            if not response.get("usage"):
+                prompt, completion, _, _ = meter.tokens()
+                response["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                     "total_tokens": prompt + completion}
+            return response
+        except UpstreamError as exc:
+            status, error = "error", exc.message
+            if exc.retryable and attempt + 1 < len(plan.models):
+                continue
+            raise GatewayError.from_upstream(exc) from exc
+        except BaseException as exc:
+            status, error = "cancelled", exc.__class__.__name__
+            raise
+        finally:
+            _record(plan, model, meter, status, error)
+    raise AssertionError("unreachable: plan.models is never empty")
+
+
+def _usage_chunk(model: Model, meter: usage.Meter) -> Chunk:
+    prompt, completion, _, _ = meter.tokens()
+    return Chunk({
+        "id": "chatcmpl-usage", "object": "chat.completion.chunk", "created": int(time.time()), "model": model.name,
+        "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    })

@@ -28,6 +28,18 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+def prompt_chars(body: dict) -> int:
+    """The characters of text in a request's messages (for estimates)."""
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(str(part.get("text") or "")) for part in content if isinstance(part, dict))
+    return total
+
+
 @dataclass
 class Meter:
     """Watches one upstream call: time to first token, text produced, the usage it reports."""

@@ -37,6 +37,32 @@ class Upstream:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
+class Chunk:
+    """One streamed chunk: parsed, with the upstream's own JSON text kept while unchanged, so a
+    relay can pass the bytes on without encoding them again."""
+
+    __slots__ = ("data", "raw")
+
+    def __init__(self, data: dict, raw: str | None = None):
+        self.data = data
+        self.raw = raw
+
+    def set(self, key: str, value) -> None:
+        if self.data.get(key) != value:
+            self.data[key] = value
+            self.raw = None
+
+    def pop(self, key: str) -> None:
+        if key in self.data:
+            del self.data[key]
+            self.raw = None
+
+    def json(self) -> str:
+        if self.raw is None:
+            self.raw = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        return self.raw
+
+
 class UpstreamError(Exception):
     """An upstream call that failed. `status` is what the gateway answers with: the upstream's own
     4xx (but 401/403, which mean our provider key is wrong: 502), 429 passed through, 502 for a bad
@@ -108,8 +134,8 @@ def _translate(exc: httpx.HTTPError, upstream: Upstream) -> UpstreamError:
     return UpstreamError(502, f"{name}: the upstream connection failed ({exc.__class__.__name__}: {exc})", retryable=True)
 
 
-async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[dict]:
-    """POST /chat/completions with stream=true; yields each chunk, parsed, until [DONE].
+async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[Chunk]:
+    """POST /chat/completions with stream=true; yields each chunk until [DONE].
 
     Leaving the loop early (or cancelling the task) closes the response, which cancels the
     upstream request."""
@@ -129,9 +155,11 @@ async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[dict]:
                     chunk = json.loads(event.data)
                 except ValueError as exc:
                     raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not JSON") from exc
-                if isinstance(chunk, dict) and "error" in chunk:
+                if not isinstance(chunk, dict):
+                    raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not an object")
+                if "error" in chunk:
                     raise UpstreamError(502, f"{upstream.name}: {_error_message(event.data.encode())}")
-                yield chunk
+                yield Chunk(chunk, event.data)
     except httpx.HTTPError as exc:
         raise _translate(exc, upstream) from exc
 

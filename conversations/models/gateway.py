@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 KEY_PREFIX = "cs-"
 PREFIX_CHARS = 8  # the visible part after "cs-", unique, used to look a key up
@@ -72,6 +73,15 @@ class ApiKey(models.Model):
 
     def matches(self, key: str) -> bool:
         return hmac.compare_digest(self.secret_hash, hash_secret(key))
+
+    @cached_property
+    def allowed_model_ids(self) -> frozenset[int]:
+        """Empty: any model the owner may use. The gateway loads it when it caches the key."""
+        return frozenset(self.allowed_models.values_list("pk", flat=True))
+
+    @property
+    def default_model_name(self) -> str:
+        return self.default_model.name if self.default_model_id else ""
 
     @property
     def is_active(self) -> bool:

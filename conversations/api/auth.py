@@ -1,0 +1,78 @@
+"""The API's one decorator: a request id, the key checked, errors in OpenAI's shape.
+
+Views behind `api_endpoint` find `request.caller` (a gateway Caller with the key and its owner)
+and raise GatewayError for anything wrong; every response, errors included, carries
+`X-Request-Id`.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from conversations.gateway import cache
+from conversations.gateway.errors import GatewayError
+from conversations.gateway.pipeline import Caller, new_request_id
+from conversations.models import ApiKey
+
+
+def error_response(exc: GatewayError) -> JsonResponse:
+    response = JsonResponse(exc.as_dict(), status=exc.status)
+    if exc.retry_after:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def api_endpoint(*methods: str):
+    def decorator(view):
+        @csrf_exempt
+        @login_not_required
+        @wraps(view)
+        async def wrapper(request, *args, **kwargs):
+            request_id = new_request_id()
+            try:
+                if request.method not in methods:
+                    raise GatewayError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                                       code="method_not_allowed")
+                key = await authenticate(request.headers.get("Authorization", ""))
+                request.caller = Caller(user=key.owner, source="api", api_key=key, request_id=request_id)
+                response = await view(request, *args, **kwargs)
+            except GatewayError as exc:
+                response = error_response(exc)
+            response["X-Request-Id"] = request_id
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+async def authenticate(header: str) -> ApiKey:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise GatewayError(401, "Missing API key: send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
+    key = await _key_by_prefix(ApiKey.prefix_of(token))
+    if key is None or not key.matches(token):
+        raise GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+    if key.revoked_at is not None:
+        raise GatewayError(401, "This API key has been revoked.", code="revoked_api_key")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise GatewayError(401, f"This API key expired on {key.expires_at:%Y-%m-%d %H:%M} UTC.", code="expired_api_key")
+    if not key.owner.is_active:
+        raise GatewayError(401, "The owner of this API key is deactivated.", code="inactive_user")
+    return key
+
+
+async def _key_by_prefix(prefix: str) -> ApiKey | None:
+    key = cache.api_keys.get(prefix)
+    if key is cache.MISSING:
+        key = await ApiKey.objects.select_related("owner", "default_model").filter(prefix=prefix).afirst()
+        if key is not None:
+            key.allowed_model_ids = frozenset([pk async for pk in key.allowed_models.values_list("pk", flat=True)])
+        cache.api_keys.set(prefix, key)
+    return key

@@ -1,0 +1,81 @@
+"""POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id}: thin, over the gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse, StreamingHttpResponse
+
+from conversations.api.auth import api_endpoint
+from conversations.gateway import pipeline
+from conversations.gateway.errors import GatewayError
+from conversations.gateway.validation import validate_chat_request
+from conversations.models import Model
+
+
+@api_endpoint("POST")
+async def chat_completions(request):
+    plan = await pipeline.plan(request.caller, validate_chat_request(_json_body(request)))
+    if not plan.stream:
+        return JsonResponse(await pipeline.complete(plan))
+    chunks = pipeline.stream(plan)
+    try:
+        # Up to the first chunk, failures (after every fallback) are real HTTP error statuses.
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    response = StreamingHttpResponse(_events(first, chunks), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+async def _events(first, chunks):
+    """Server-sent events; a failure once streaming is an error event, then [DONE]. If the
+    client goes away, Django closes this generator, which closes the upstream request."""
+    async with contextlib.aclosing(chunks):
+        try:
+            if first is not None:
+                yield f"data: {first.json()}\n\n"
+            async for chunk in chunks:
+                yield f"data: {chunk.json()}\n\n"
+        except GatewayError as exc:
+            yield f"data: {json.dumps(exc.as_dict())}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _json_body(request):
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise GatewayError(413, "The request body is too large.", code="request_too_large") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+
+
+@api_endpoint("GET")
+async def models(request):
+    return JsonResponse({"object": "list", "data": [_model_object(m) async for m in _visible_models(request.caller)]})
+
+
+@api_endpoint("GET")
+async def model_detail(request, model_id: str):
+    model = await _visible_models(request.caller).filter(name=model_id).afirst()
+    if model is None:
+        raise GatewayError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
+    return JsonResponse(_model_object(model))
+
+
+def _visible_models(caller):
+    models = Model.objects.usable_by(caller.user).select_related("provider")
+    if caller.api_key.allowed_model_ids:
+        models = models.filter(pk__in=caller.api_key.allowed_model_ids)
+    return models.order_by("name")
+
+
+def _model_object(model: Model) -> dict:
+    return {"id": model.name, "object": "model", "created": int(model.created_at.timestamp()), "owned_by": model.provider.name}

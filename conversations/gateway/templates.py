@@ -1,0 +1,56 @@
+"""Prompt templates: stored messages with {{slot}} placeholders, expanded before inference."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from conversations.gateway import cache
+from conversations.gateway.errors import GatewayError
+from conversations.models import PromptTemplate
+
+SLOT = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
+
+
+async def find_template(ref: str) -> PromptTemplate:
+    template = cache.templates.get(ref)
+    if template is cache.MISSING:
+        query = PromptTemplate.objects.select_related("model")
+        template = await query.filter(name=ref).afirst()
+        if template is None and _is_uuid(ref):
+            template = await query.filter(uuid=ref).afirst()
+        cache.templates.set(ref, template)
+    if template is None:
+        raise GatewayError(404, f"The template '{ref}' does not exist.", code="template_not_found", param="template")
+    return template
+
+
+def render_messages(template: PromptTemplate, variables: dict) -> list[dict]:
+    """The template's messages with every {{slot}} filled; a slot without a value is a 422."""
+    values = {str(k): str(v) for k, v in (variables or {}).items()}
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise GatewayError(422, f"The template '{template.name}' needs a value for '{name}' in 'variables'.",
+                               code="missing_variable", param=f"variables.{name}")
+        return values[name]
+
+    return [{**message, "content": SLOT.sub(fill, str(message.get("content", "")))} for message in template.messages]
+
+
+def slots_of(template: PromptTemplate) -> list[str]:
+    found = []
+    for message in template.messages:
+        for name in SLOT.findall(str(message.get("content", ""))):
+            if name not in found:
+                found.append(name)
+    return found
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,219 @@
+"""The /v1/chat/completions body, checked in one place: the first bad field is named precisely.
+
+Every parameter of the contract (shared/seeds) is checked for its type and range; fields the
+gateway does not know are passed through to the upstream untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conversations.gateway.errors import GatewayError
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+REASONING_EFFORTS = {"minimal", "low", "medium", "high"}
+TOOL_CHOICES = {"none", "auto", "required"}
+MODALITIES = {"text", "audio"}
+MAX_N = 16
+
+
+def invalid(param: str, message: str) -> GatewayError:
+    return GatewayError(422, f"Invalid '{param}': {message}", code="invalid_value", param=param)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, int | float)) and not isinstance(value, bool)
+
+
+def number(low: float | None = None, high: float | None = None) -> Callable:
+    def check(param, value):
+        if not _is_number(value):
+            raise invalid(param, "expected a number.")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise invalid(param, f"must be between {low} and {high}.")
+    return check
+
+
+def integer(low: int = 1, high: int | None = None) -> Callable:
+    def check(param, value):
+        if not _is_int(value):
+            raise invalid(param, "expected an integer.")
+        if value < low or (high is not None and value > high):
+            raise invalid(param, f"must be at least {low}" + (f" and at most {high}." if high else "."))
+    return check
+
+
+def string(max_length: int | None = None) -> Callable:
+    def check(param, value):
+        if not isinstance(value, str):
+            raise invalid(param, "expected a string.")
+        if max_length and len(value) > max_length:
+            raise invalid(param, f"must be at most {max_length} characters.")
+    return check
+
+
+def boolean(param, value):
+    if not isinstance(value, bool):
+        raise invalid(param, "expected true or false.")
+
+
+def obj(param, value):
+    if not isinstance(value, dict):
+        raise invalid(param, "expected an object.")
+
+
+def string_list(max_items: int | None = None, allowed: set[str] | None = None) -> Callable:
+    def check(param, value):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise invalid(param, "expected a list of strings.")
+        if max_items and len(value) > max_items:
+            raise invalid(param, f"at most {max_items} items.")
+        if allowed and (bad := [v for v in value if v not in allowed]):
+            raise invalid(param, f"{bad[0]!r} is not one of {', '.join(sorted(allowed))}.")
+    return check
+
+
+def one_of(choices: set[str]) -> Callable:
+    def check(param, value):
+        if value not in choices:
+            raise invalid(param, f"must be one of {', '.join(sorted(choices))}.")
+    return check
+
+
+def stop(param, value):
+    if isinstance(value, str):
+        return
+    string_list(max_items=4)(param, value)
+
+
+def logit_bias(param, value):
+    obj(param, value)
+    for key, bias in value.items():
+        if not str(key).lstrip("-").isdigit():
+            raise invalid(param, f"key {key!r} is not a token id.")
+        if not _is_number(bias) or not -100 <= bias <= 100:
+            raise invalid(param, f"the bias of {key} must be a number from -100 to 100.")
+
+
+def variables(param, value):
+    obj(param, value)
+    for key, val in value.items():
+        if not isinstance(val, str | int | float) or isinstance(val, bool):
+            raise invalid(f"{param}.{key}", "expected a string.")
+
+
+def stream_options(param, value):
+    obj(param, value)
+    if "include_usage" in value and not isinstance(value["include_usage"], bool):
+        raise invalid(f"{param}.include_usage", "expected true or false.")
+
+
+def tools(param, value):
+    if not isinstance(value, list):
+        raise invalid(param, "expected a list of tools.")
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise invalid(f"{param}[{i}]", "only tools of type 'function' are supported.")
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise invalid(f"{param}[{i}].function.name", "every tool needs a function name.")
+
+
+def tool_choice(param, value):
+    if isinstance(value, str):
+        one_of(TOOL_CHOICES)(param, value)
+    elif not isinstance(value, dict):
+        raise invalid(param, "expected 'none', 'auto', 'required' or an object naming a function.")
+
+
+def content_part(param, part):
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise invalid(param, "each content part is an object with a 'type'.")
+    if part["type"] == "text" and not isinstance(part.get("text"), str):
+        raise invalid(f"{param}.text", "expected a string.")
+    if part["type"] == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise invalid(f"{param}.image_url.url", "expected an image URL or data URL.")
+
+
+def messages(param, value):
+    if not isinstance(value, list) or not value:
+        raise invalid(param, "expected a non-empty list of messages.")
+    for i, message in enumerate(value):
+        where = f"{param}[{i}]"
+        if not isinstance(message, dict):
+            raise invalid(where, "expected an object with 'role' and 'content'.")
+        if message.get("role") not in ROLES:
+            raise invalid(f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}.")
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                content_part(f"{where}.content[{j}]", part)
+        elif content is None:
+            if message["role"] != "assistant" or not message.get("tool_calls"):
+                raise invalid(f"{where}.content", "is required (null only for an assistant message with tool_calls).")
+        elif not isinstance(content, str):
+            raise invalid(f"{where}.content", "expected a string or a list of content parts.")
+        if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise invalid(f"{where}.tool_call_id", "a tool message answers a tool call: give its id.")
+        if "tool_calls" in message and not isinstance(message["tool_calls"], list):
+            raise invalid(f"{where}.tool_calls", "expected a list.")
+
+
+def nullable(check: Callable) -> Callable:
+    def wrapped(param, value):
+        if value is not None:
+            check(param, value)
+    return wrapped
+
+
+FIELDS: dict[str, Callable] = {
+    "model": nullable(string(200)),
+    "messages": messages,
+    "stream": nullable(boolean),
+    "stream_options": nullable(stream_options),
+    "temperature": nullable(number(0, 2)),
+    "top_p": nullable(number(0, 1)),
+    "n": nullable(integer(1, MAX_N)),
+    "max_tokens": nullable(integer(1)),
+    "max_completion_tokens": nullable(integer(1)),
+    "stop": nullable(stop),
+    "seed": nullable(integer(-(2**63))),
+    "presence_penalty": nullable(number(-2, 2)),
+    "frequency_penalty": nullable(number(-2, 2)),
+    "logit_bias": nullable(logit_bias),
+    "response_format": nullable(obj),
+    "tools": nullable(tools),
+    "tool_choice": nullable(tool_choice),
+    "parallel_tool_calls": nullable(boolean),
+    "reasoning_effort": nullable(one_of(REASONING_EFFORTS)),
+    "modalities": nullable(string_list(allowed=MODALITIES)),
+    "audio": nullable(obj),
+    "user": nullable(string(256)),
+    "logprobs": nullable(boolean),
+    "top_logprobs": nullable(integer(0, 20)),
+    # gateway extensions
+    "template": nullable(string(200)),
+    "variables": nullable(variables),
+    "session_id": nullable(string(200)),
+    "models": nullable(string_list(max_items=10)),
+    "transforms": nullable(string_list()),
+}
+
+
+def validate_chat_request(body) -> dict:
+    """The body, checked; raises GatewayError(422) naming the first bad field."""
+    if not isinstance(body, dict):
+        raise GatewayError(422, "The request body must be a JSON object.", code="invalid_body")
+    if "messages" not in body and not body.get("template"):
+        raise GatewayError(422, "Missing required parameter: 'messages'.", code="missing_required_parameter", param="messages")
+    for field, check in FIELDS.items():
+        if field in body and not (field == "messages" and body.get("template") and body[field] in (None, [])):
+            check(field, body[field])
+    return body
