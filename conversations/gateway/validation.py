@@ -79,7 +79,7 @@ def string_list(max_items: int | None = None, allowed: set[str] | None = None) -
 
 def one_of(choices: set[str]) -> Callable:
     def check(param, value):
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise invalid(param, f"must be one of {', '.join(sorted(choices))}.")
     return check
 
@@ -149,7 +149,7 @@ def messages(param, value):
         where = f"{param}[{i}]"
         if not isinstance(message, dict):
             raise invalid(where, "expected an object with 'role' and 'content'.")
-        if message.get("role") not in ROLES:
+        if not isinstance(message.get("role"), str) or message["role"] not in ROLES:
             raise invalid(f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}.")
         content = message.get("content")
         if isinstance(content, list):

@@ -1,0 +1,98 @@
+"""The API under pressure: concurrent requests against limits and budgets, and arbitrary bodies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conversations.models import ApiKey, Model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BODY = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+async def concurrently(url: str, secret: str, count: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=count)) as client:
+        return await asyncio.gather(*[
+            client.post(f"{url}/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {secret}"})
+            for _ in range(count)
+        ])
+
+
+def test_a_budget_holds_under_concurrent_requests(api_server, alice, provider):
+    Model.objects.filter(name="echo").update(input_price=1_000_000, output_price=1_000_000)  # 1 a token
+    # Each call reserves 1 + 4 and costs 3: a budget of 5 admits one at a time, whatever the timing.
+    _, secret = ApiKey.issue(alice, budget_total=5)
+    responses = asyncio.run(concurrently(api_server.url, secret, 20))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) <= 2 and statuses.count(200) >= 1
+    assert set(statuses) == {200, 402}
+    refused = next(r for r in responses if r.status_code == 402).json()["error"]
+    assert refused["code"] == "budget_exceeded" and refused["type"] == "insufficient_quota"
+
+
+def test_a_rate_limit_holds_under_concurrent_requests(api_server, alice, provider):
+    _, secret = ApiKey.issue(alice, rpm=5)
+    responses = asyncio.run(concurrently(api_server.url, secret, 15))
+    assert [r.status_code for r in responses].count(200) == 5
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(limited) == 10 and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    assert limited[0].json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_tokens_per_minute_limit_refuses_once_the_minute_is_used(api_server, alice, provider):
+    _, secret = ApiKey.issue(alice, tpm=5)
+    headers = {"Authorization": f"Bearer {secret}"}
+    first = httpx.post(f"{api_server.url}/v1/chat/completions", json={**BODY, "messages": [
+        {"role": "user", "content": "one two three four five six"}]}, headers=headers)
+    assert first.status_code == 200
+    for _ in range(50):  # the tokens are counted as the request settles, just after it
+        second = httpx.post(f"{api_server.url}/v1/chat/completions", json=BODY, headers=headers)
+        if second.status_code == 429:
+            break
+    assert second.status_code == 429 and "tokens per minute" in second.json()["error"]["message"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=8,
+)
+message = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "x"]) | json_values,
+                                 "content": st.text(max_size=30) | json_values})
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["echo", "nope", "fail-500"]) | json_values,
+        "messages": st.lists(message, max_size=3) | json_values,
+        "stream": st.booleans() | json_values,
+        "temperature": st.floats(-1, 3) | json_values,
+        "n": st.integers(-1, 20) | json_values,
+        "stop": json_values,
+        "tools": json_values,
+        "tool_choice": json_values,
+        "template": json_values,
+        "variables": json_values,
+        "models": st.lists(st.sampled_from(["echo", "slow", "x"]), max_size=2) | json_values,
+        "stream_options": json_values,
+        "logit_bias": json_values,
+    },
+) | json_values
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=bodies)
+def test_no_body_makes_a_server_error(api_server, alice_key, body):
+    response = httpx.post(f"{api_server.url}/v1/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {alice_key}"}, timeout=20)
+    # fail-500 is the one model whose upstream fails on purpose: a 502 there is the contract.
+    upstream_failure = response.status_code == 502 and "fail-500" in response.text
+    assert response.status_code < 500 or upstream_failure, (response.status_code, response.text[:300])
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}

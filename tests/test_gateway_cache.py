@@ -1,0 +1,53 @@
+"""The gateway's per-process caches: hits skip the database, changes are seen at once."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations.api.auth import authenticate
+from conversations.gateway import cache
+from conversations.gateway.errors import GatewayError
+from conversations.gateway.pipeline import Caller, resolve_model
+from conversations.models import ApiKey, Model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def caching(settings):
+    settings.GATEWAY_CACHE_SECONDS = 60
+    cache.clear_all()
+    yield
+    cache.clear_all()
+
+
+def test_a_cached_key_and_model_cost_no_queries_and_revoking_is_seen_at_once(alice, provider):
+    key, secret = ApiKey.issue(alice)
+    authenticate_sync = async_to_sync(authenticate)
+    caller = Caller(user=alice, source="api", api_key=authenticate_sync(f"Bearer {secret}"))
+    async_to_sync(resolve_model)(caller, "echo")
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate_sync(f"Bearer {secret}").pk == key.pk
+        assert async_to_sync(resolve_model)(caller, "echo").name == "echo"
+    assert len(queries) == 0
+
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    with pytest.raises(GatewayError) as error:
+        authenticate_sync(f"Bearer {secret}")
+    assert error.value.status == 401
+
+
+def test_disabling_a_model_is_seen_at_once(alice, provider):
+    caller = Caller(user=alice, source="api")
+    async_to_sync(resolve_model)(caller, "echo")
+    model = Model.objects.get(name="echo")
+    model.enabled = False
+    model.save(update_fields=["enabled"])
+    with pytest.raises(GatewayError) as error:
+        async_to_sync(resolve_model)(caller, "echo")
+    assert error.value.status == 404
