@@ -3,12 +3,14 @@ from django.urls import include, path
 
 from conversations import views
 from conversations.api import views as api
+from conversations.search.views import search_page
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("c/new/", views.new_chat, name="new_chat"),
     path("c/<int:pk>/", views.conversation, name="conversation"),
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
+    path("search/", search_page, name="search"),
     path("setup/", views.setup, name="setup"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -17,6 +17,9 @@ from conversations.models import Conversation, Message, Model
 
 PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
 SIDEBAR_CONVERSATIONS = 100
+# A search result opens its conversation a few messages above the match, down to the latest.
+AROUND_CONTEXT = 10
+AROUND_LIMIT = 500
 
 
 @login_not_required
@@ -77,6 +80,10 @@ def conversation(request, pk: int):
     conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
     messages, has_earlier = _latest_messages(conversation, before=request.GET.get("before"))
+    around = request.GET.get("around", "")
+    if around.isdigit() and not request.GET.get("before") and messages and int(around) < messages[0].id:
+        # Further back than the latest page: the template marks it by its #msg-<id> anchor.
+        messages, has_earlier = _messages_around(conversation, int(around))
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
     if request.htmx and request.GET.get("before"):
         return render(request, "conversations/conversation.html#earlier", context)
@@ -95,6 +102,17 @@ def _latest_messages(conversation: Conversation, before: str | None) -> tuple[li
         rows = rows.filter(id__lt=int(before))
     page = list(rows[: PAGE_MESSAGES + 1])
     return page[:PAGE_MESSAGES][::-1], len(page) > PAGE_MESSAGES
+
+
+def _messages_around(conversation: Conversation, around: int) -> tuple[list[Message], bool]:
+    """From AROUND_CONTEXT messages above `around` down to the latest (at most AROUND_LIMIT),
+    so the page continues to where new messages arrive; earlier ones still load on scroll."""
+    above = conversation.messages.filter(id__lt=around).order_by("-id").values_list("id", flat=True)
+    before_page = list(above[AROUND_CONTEXT : AROUND_CONTEXT + 1])
+    rows = conversation.messages.order_by("id")
+    if before_page:
+        rows = rows.filter(id__gt=before_page[0])
+    return list(rows[:AROUND_LIMIT]), bool(before_page)
 
 
 @require_POST

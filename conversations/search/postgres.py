@@ -1,0 +1,99 @@
+"""Search on PostgreSQL: tsvector + GIN, websearch_to_tsquery, ts_rank_cd, ts_headline, pg_trgm.
+
+The websearch query is rebuilt from the parsed terms, each one quoted, so a word like "or" or a
+stray "-" stays a word. The indexes (migration 0002_search) lead with the owner's id: GIN reads
+one person's matches rather than everyone's.
+"""
+
+from __future__ import annotations
+
+from conversations.search.query import CJK_CLASS, Query
+from conversations.search.sql import (
+    Part,
+    message_filters,
+    page_sql,
+    searches_messages,
+    searches_titles,
+    title_filters,
+)
+
+TSQUERY = "websearch_to_tsquery('english', %s)"
+# The partial trigram index's predicate, written exactly as in the migration so the planner can
+# use that index for CJK substrings.
+HAS_CJK = f"m.content ~ '[{CJK_CLASS}]'"
+MARKERS = "StartSel=\x02, StopSel=\x03"  # the private highlight markers (see highlight.py)
+PASSAGE = f"{MARKERS}, MaxWords=35, MinWords=15"
+# ts_headline drops whatever its parser takes for an HTML tag, so "<" goes through it as \x01
+# (highlight.py puts it back); the private characters already in the text are removed.
+PRIVATE = "translate({}, E'<\\x01\\x02\\x03', E'\\x01')"
+
+
+def websearch(query: Query, *, negated: bool = True) -> str:
+    """'"deploy" "exact phrase" -"helm"': every term quoted, so none is read as an operator."""
+    terms = [_quoted(t) for t in query.words + query.phrases]
+    if negated:
+        terms += ["-" + _quoted(t) for t in query.excluded]
+    return " ".join(terms)
+
+
+def _quoted(term: str) -> str:
+    return '"' + term.replace('"', " ") + '"'  # the parser leaves no quote in a term; be sure
+
+
+def hits(owner_id: int, query: Query) -> Part:
+    filters = message_filters(query, "ILIKE")
+    conditions, params = ["m.search_owner_id = %s"], [owner_id]
+    score, score_params = "m.id", []
+    if query.has_words or query.excluded:
+        conditions.append(f"m.search_vector @@ {TSQUERY}")
+        params.append(websearch(query))
+    if query.has_words:
+        # Cover density, divided by 1 + log(length): more matches and closer ones rank higher
+        # without long messages winning by length alone (plain ts_rank ranks "a pear" above
+        # "pear, pear, the best pear").
+        score, score_params = f"ts_rank_cd(m.search_vector, {TSQUERY}, 1)", [websearch(query)]
+    if query.cjk:
+        conditions.append(HAS_CJK)
+    sql = f"""
+        SELECT m.id AS message_id, m.conversation_id, {score} AS score
+        FROM conversations_message m
+        JOIN conversations_conversation c ON c.id = m.conversation_id
+        LEFT JOIN conversations_model cm ON cm.id = c.model_id
+        WHERE {" AND ".join(conditions)} AND c.owner_id = %s {filters.sql}"""
+    return Part(sql, score_params + params + [owner_id] + filters.params)
+
+
+def titles(owner_id: int, query: Query) -> Part:
+    filters = title_filters(query, "ILIKE")
+    vector = "to_tsvector('english'::regconfig, c.title)"  # as in the index, to use it
+    if query.has_words:
+        sql = f"""
+            SELECT c.id AS conversation_id, ts_rank_cd({vector}, {TSQUERY}, 1) AS score
+            FROM conversations_conversation c LEFT JOIN conversations_model cm ON cm.id = c.model_id
+            WHERE c.owner_id = %s AND {vector} @@ {TSQUERY} {filters.sql}"""
+        return Part(sql, [websearch(query), owner_id, websearch(query), *filters.params])
+    sql = f"""
+        SELECT c.id AS conversation_id, 0 AS score
+        FROM conversations_conversation c LEFT JOIN conversations_model cm ON cm.id = c.model_id
+        WHERE c.owner_id = %s {filters.sql}"""
+    return Part(sql, [owner_id, *filters.params])
+
+
+def page(owner_id: int, query: Query, limit: int, offset: int) -> Part:
+    if query.has_words:
+        # Marked for the page's rows only; the markers are removed from the text first.
+        positive = websearch(query, negated=False)
+        title_marked = Part(f"""CASE WHEN page.title_hit = 1 THEN ts_headline('english',
+            {PRIVATE.format("c.title")}, {TSQUERY}, %s) END""",
+                            [positive, f"{MARKERS}, HighlightAll=true"])
+        passage = Part(f"""ts_headline('english', {PRIVATE.format("m.content")},
+            {TSQUERY}, %s)""", [positive, PASSAGE])
+    else:
+        # CJK or filters only: the passage is cut around the first match in Python.
+        title_marked, passage = Part("NULL"), Part("m.content")
+    return page_sql(
+        owner_id,
+        hits(owner_id, query) if searches_messages(query) else None,
+        titles(owner_id, query) if searches_titles(query) else None,
+        title_marked, passage, limit, offset,
+    )

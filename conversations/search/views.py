@@ -1,0 +1,24 @@
+"""/search/?q=: the search page, and the results under the sidebar's box (htmx)."""
+
+from __future__ import annotations
+
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from conversations.models import Conversation
+from conversations.search import search
+from conversations.views import SIDEBAR_CONVERSATIONS
+
+
+@require_GET
+def search_page(request):
+    text = request.GET.get("q", "")
+    number = request.GET.get("page", "")
+    page = search(request.user, text, int(number) if number.isdigit() else 1)
+    context = {"q": text, "page": page}
+    if request.htmx:
+        return render(request, "conversations/search.html#results", context)
+    context["conversations"] = list(
+        Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")[:SIDEBAR_CONVERSATIONS]
+    )
+    return render(request, "conversations/search.html", context)
