@@ -26,3 +26,6 @@ if REDIS_URL:
 CHAT_STALE_SECONDS = 5.0
 USAGE_FLUSH_SECONDS = 0.2
 GATEWAY_CACHE_SECONDS = 0.0  # servers under test must see each test's fresh rows; tests/test_gateway_cache.py covers caching
+# The embedded local model stays out of the suite's databases and servers (so that tests see the
+# same rows on every machine); tests/test_local_model.py turns it on where it tests it.
+LOCAL_MODEL = False
