@@ -42,8 +42,34 @@
     }
   });
 
+  // Opened from a search result (#msg-<id>): show that message rather than the latest.
   document.addEventListener("DOMContentLoaded", function () {
-    var list = messages();
-    if (list) list.scrollTop = list.scrollHeight;
+    var list = messages(), target = location.hash.indexOf("#msg-") === 0 && document.getElementById(location.hash.slice(1));
+    if (target) target.scrollIntoView({ block: "center" });
+    else if (list) list.scrollTop = list.scrollHeight;
+  });
+
+  // The search box's results: ArrowDown/ArrowUp move between them (Enter opens one), Escape
+  // closes them.
+  document.addEventListener("keydown", function (event) {
+    var box = document.getElementById("search-box"), results = document.getElementById("search-results");
+    if (!box || !results || !event.target.closest || !event.target.closest(".search")) return;
+    var links = Array.prototype.slice.call(results.querySelectorAll("a.search-hit"));
+    var at = links.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      if (!links.length) return;
+      event.preventDefault();
+      at = event.key === "ArrowDown" ? Math.min(at + 1, links.length - 1) : at - 1;
+      (at < 0 ? box : links[at]).focus();
+    } else if (event.key === "Escape") {
+      results.innerHTML = "";
+      box.focus();
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var box = document.getElementById("search-box");
+    if (box && event.detail.target.id === "search-results") {
+      box.setAttribute("aria-expanded", event.detail.target.children.length ? "true" : "false");
+    }
   });
 })();
