@@ -42,7 +42,8 @@ def _quoted(term: str) -> str:
 
 def hits(owner_id: int, query: Query) -> Part:
     filters = message_filters(query, "ILIKE")
-    conditions, params = ["m.search_owner_id = %s"], [owner_id]
+    # The cast makes the owner an index key: btree_gin has no int4 = int8 operator.
+    conditions, params = ["m.search_owner_id = %s::bigint"], [owner_id]
     score, score_params = "m.id", []
     if query.has_words or query.excluded:
         conditions.append(f"m.search_vector @@ {TSQUERY}")
