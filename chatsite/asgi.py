@@ -16,15 +16,25 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from conversations import local  # noqa: E402
+from conversations.api.handler import APIHandler  # noqa: E402
 from conversations.lifecycle import lifespan  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 # The embedded model's server, started with the site when it is installed (see conversations/local).
 local.start()
 
+api_asgi_app = APIHandler()
+
+
+async def http(scope, receive, send):
+    """/v1/ (key-authenticated, hot) to the middleware-free handler; the pages to the full one."""
+    app = api_asgi_app if scope["path"].startswith("/v1/") else django_asgi_app
+    await app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http,
         # Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the session.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,

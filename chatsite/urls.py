@@ -18,4 +18,5 @@ urlpatterns = [
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
     path("v1/models", api.models, name="api_models"),
     path("v1/models/<path:model_id>", api.model_detail, name="api_model"),
+    path("v1/<path:path>", api.not_found),
 ]

@@ -114,8 +114,10 @@ def api_server(django_db_setup, django_db_blocker):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and the async tests that a worker runs after the browser's module need the thread's."""
     if not CHROMIUM:
         pytest.skip("Debian's chromium is not installed (make test installs it with apt-get)")
     from playwright.sync_api import sync_playwright
@@ -128,6 +130,7 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture

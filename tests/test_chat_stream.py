@@ -30,18 +30,19 @@ async def wait_for_idle(timeout: float = 5.0) -> None:
 async def test_a_reply_streams_in_fragments_and_is_saved_rendered(alice, conversation):
     tab = Tab(alice, conversation.id)
     assert await tab.connect()
-    await tab.send(message="hello there friend", model="slow")
+    text = "hello there friend, " * 8  # 25 words, 30 ms apart: several 50 ms batches
+    await tab.send(message=text, model="slow")
     frames = await tab.read_reply()
 
     reply = await assistant_of(conversation)
     assert reply.status == "complete"
-    assert reply.content == "Echo: hello there friend"
+    assert reply.content == "Echo: " + text.strip()
     assert reply.finish_reason == "stop"
-    assert reply.completion_tokens == 4
+    assert reply.completion_tokens == 25
     assert any('class="message user complete"' in f and "hello there friend" in f for f in frames)
-    assert fragments_text(frames, reply.id) == "Echo: hello there friend"
+    assert fragments_text(frames, reply.id) == "Echo: " + text.strip()
     assert len([f for f in frames if "beforeend" in f]) >= 2  # streamed in several frames
-    assert '<div class="body markdown"><p>Echo: hello there friend</p>' in frames[-1]
+    assert f'<div class="body markdown"><p>Echo: {text.strip()}</p>' in frames[-1]
     await tab.close()
 
 

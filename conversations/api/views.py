@@ -77,5 +77,11 @@ def _visible_models(caller):
     return models.order_by("name")
 
 
+@api_endpoint("GET", "POST", "PUT", "PATCH", "DELETE")
+async def not_found(request, path: str):
+    raise GatewayError(404, f"There is no /v1/{path} here: this gateway serves /v1/chat/completions and /v1/models.",
+                       code="unknown_url")
+
+
 def _model_object(model: Model) -> dict:
     return {"id": model.name, "object": "model", "created": int(model.created_at.timestamp()), "owned_by": model.provider.name}

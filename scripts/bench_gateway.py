@@ -1,0 +1,184 @@
+"""Gateway overhead: direct-to-upstream against through-Chatsite, interleaved, in one run.
+
+Measures, for 64-token streamed replies from a fast loopback upstream, the added time to first
+token (p50, p95) and requests per second at concurrency 1, 10 and 50; then 100 paced streams
+(200 ms to first token, 20 ms a token) and their added p95 time to first token.
+
+Run by hand:  .venv/bin/python scripts/bench_gateway.py [--seconds 5] [--rounds 3] [--server uvicorn|daphne]
+It starts the upstream and one Chatsite server on a throwaway SQLite database under var/bench/.
+The load generator is a minimal HTTP/1.1 client on raw sockets, so it costs little CPU itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(port: int, path: str = "/v1/models", headers: dict | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing answered on port {port}")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs a streamed completion and times it."""
+
+    def __init__(self, port: int, path: str, key: str | None):
+        self.port, self.path, self.key = port, path, key
+        self.reader = self.writer = None
+
+    async def request(self, body: bytes) -> tuple[float, float]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        auth = f"Authorization: Bearer {self.key}\r\n" if self.key else ""
+        head = (f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        start = time.perf_counter()
+        self.writer.write(head + body)
+        first = None
+        buffer = b""
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionError("closed")
+            buffer += data
+            if first is None and b'"content":"' in buffer:
+                first = time.perf_counter()
+            if b"data: [DONE]" in buffer and buffer.endswith(b"\r\n0\r\n\r\n") or buffer.endswith(b"[DONE]\n\n"):
+                break
+        return first - start, time.perf_counter() - start
+
+
+async def run_load(port: int, path: str, key: str | None, model: str, concurrency: int, seconds: float,
+                   requests_each: int | None = None) -> dict:
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    ttfts: list[float] = []
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker():
+        nonlocal done
+        conn = Connection(port, path, key)
+        count = 0
+        while (requests_each is None and time.perf_counter() < stop_at) or (requests_each is not None and count < requests_each):
+            ttft, _ = await conn.request(body)
+            ttfts.append(ttft)
+            done += 1
+            count += 1
+        conn.writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    elapsed = time.perf_counter() - started
+    ttfts.sort()
+    return {"rps": done / elapsed, "p50": ttfts[len(ttfts) // 2] * 1000, "p95": ttfts[int(len(ttfts) * 0.95) - 1] * 1000,
+            "n": done}
+
+
+def setup_site(var: Path, upstream_port: int) -> tuple[dict, str]:
+    if var.exists():
+        shutil.rmtree(var)
+    var.mkdir(parents=True)
+    env = {**os.environ, "CHATSITE_VAR_DIR": str(var), "DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50,
+           "CHATSITE_ENCRYPTION_KEYS": "", "LOCAL_MODEL": "0", "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+           "LOG_LEVEL": "WARNING"}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    from cryptography.fernet import Fernet
+
+    env["CHATSITE_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
+    subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    script = f"""
+from django.contrib.auth import get_user_model
+from conversations.models import ApiKey, Model, Provider
+user = get_user_model().objects.create_user("bench", password="x")
+p = Provider.objects.create(name="bench", base_url="http://127.0.0.1:{upstream_port}/v1")
+for name in ("fast", "paced"):
+    Model.objects.create(provider=p, upstream_id=name, name=name)
+print(ApiKey.issue(user)[1])
+"""
+    out = subprocess.run([PY, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return env, out.stdout.strip().splitlines()[-1]
+
+
+def start_site(env: dict, port: int, server: str) -> subprocess.Popen:
+    if server == "daphne":
+        cmd = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
+    else:
+        cmd = [PY, "-m", "uvicorn", "chatsite.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+               "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
+    args = parser.parse_args()
+
+    up_port, site_port = free_port(), free_port()
+    upstream = subprocess.Popen([PY, str(ROOT / "scripts" / "bench_upstream.py"), str(up_port)])
+    env, key = setup_site(ROOT / "var" / "bench", up_port)
+    site = start_site(env, site_port, args.server)
+    try:
+        wait_for(up_port)
+        wait_for(site_port, "/v1/models", {"Authorization": f"Bearer {key}"})
+        direct = (up_port, "/v1/chat/completions", None)
+        via = (site_port, "/v1/chat/completions", key)
+        asyncio.run(run_load(*via, "fast", 10, 1.0))  # warm up both
+        print(f"server: {args.server}; {args.rounds} interleaved rounds of {args.seconds:.0f} s per point; medians")
+        print(f"{'concurrency':>11} | {'direct rps':>10} {'p50 ms':>7} | {'chatsite rps':>12} {'p50 ms':>7} {'p95 ms':>7} |"
+              f" {'added p50':>9} {'added p95':>9}")
+        for concurrency in (1, 10, 50):
+            rows = {"direct": [], "via": []}
+            for _ in range(args.rounds):
+                rows["direct"].append(asyncio.run(run_load(*direct, "fast", concurrency, args.seconds)))
+                rows["via"].append(asyncio.run(run_load(*via, "fast", concurrency, args.seconds)))
+            med = {side: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p95")} for side, rs in rows.items()}
+            d, v = med["direct"], med["via"]
+            print(f"{concurrency:>11} | {d['rps']:>10.0f} {d['p50']:>7.2f} | {v['rps']:>12.0f} {v['p50']:>7.2f} {v['p95']:>7.2f} |"
+                  f" {v['p50'] - d['p50']:>9.2f} {v['p95'] - d['p95']:>9.2f}")
+        paced = {"direct": [], "via": []}
+        for _ in range(args.rounds):
+            paced["direct"].append(asyncio.run(run_load(*direct, "paced", 100, 0, requests_each=1)))
+            paced["via"].append(asyncio.run(run_load(*via, "paced", 100, 0, requests_each=1)))
+        d = {k: statistics.median(r[k] for r in paced["direct"]) for k in ("p50", "p95")}
+        v = {k: statistics.median(r[k] for r in paced["via"]) for k in ("p50", "p95")}
+        print(f"100 paced streams: direct p50 {d['p50']:.1f} ms p95 {d['p95']:.1f} ms; chatsite p50 {v['p50']:.1f} ms "
+              f"p95 {v['p95']:.1f} ms; added p95 {v['p95'] - d['p95']:.1f} ms")
+    finally:
+        site.terminate()
+        upstream.terminate()
+        site.wait(10)
+        upstream.wait(10)
+
+
+if __name__ == "__main__":
+    main()
