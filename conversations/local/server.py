@@ -68,12 +68,17 @@ class LocalModel:
     """One llama.cpp model, its chat template and its queue."""
 
     def __init__(self, path: str | Path, name: str, *, threads: int = 1, n_ctx: int = 0, default_max_tokens: int | None = None):
-        from llama_cpp import Llama
+        from llama_cpp import GGML_TYPE_Q8_0, Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.name = name
         self.default_max_tokens = default_max_tokens
-        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        options = {"model_path": str(path), "n_ctx": n_ctx, "n_threads": threads, "n_threads_batch": threads, "verbose": False}
+        try:
+            # The attention cache in 8 bits: 8192 tokens of context in about 100 MB instead of 190.
+            self.llama = Llama(**options, flash_attn=True, type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_Q8_0)
+        except Exception:  # a llama.cpp build without it
+            self.llama = Llama(**options)
         self.n_ctx = self.llama.n_ctx()
         # The chat template the GGUF carries, set up as llama-cpp-python does for its chat handler.
         eos, bos = self.llama.token_eos(), self.llama.token_bos()
