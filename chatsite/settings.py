@@ -64,7 +64,7 @@ if HTTPS:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "conversations.apps.ChatsiteAdminConfig",  # django.contrib.admin, with the grouped menu
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from conversations import views
+from conversations import account, views
 from conversations.api import views as api
 from conversations.search.views import search_page
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
     path("search/", search_page, name="search"),
     path("setup/", views.setup, name="setup"),
+    path("settings/keys/", account.api_keys, name="api_keys"),
+    path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

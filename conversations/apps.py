@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -15,3 +16,10 @@ class ConversationsConfig(AppConfig):
 
         # The built-in provider "local" (the embedded model), when it is installed.
         post_migrate.connect(create_local_provider, sender=self, dispatch_uid="conversations.local.provision")
+
+
+class ChatsiteAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, with the site of conversations/adminsite.py."""
+
+    default = False  # named in INSTALLED_APPS; ConversationsConfig is this module's default
+    default_site = "conversations.adminsite.ChatsiteAdminSite"

@@ -57,7 +57,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         action = content.get("action") or "send"
         try:
             if action == "send":
-                await actions.send_message(user, conversation, str(content.get("message") or ""), content.get("model") or None)
+                await actions.send_message(user, conversation, str(content.get("message") or ""),
+                                           content.get("model") or None, content.get("template"))
             elif action == "stop":
                 await actions.stop(conversation)
             elif action == "regenerate":

@@ -13,7 +13,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.models import Conversation, Message, Model
+from conversations.models import Conversation, Message, Model, PromptTemplate
 
 PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
 SIDEBAR_CONVERSATIONS = 100
@@ -90,6 +90,7 @@ def conversation(request, pk: int):
     context |= {
         "conversations": _sidebar(request),
         "models": list(Model.objects.usable_by(request.user)),
+        "presets": list(PromptTemplate.objects.only("name", "description")),
         # The websocket asks for what changed after this render when it (re)connects.
         "since": f"{time.time() - 1:.3f}",
     }

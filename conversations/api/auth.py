@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import Caller, new_request_id
-from conversations.models import ApiKey
+from conversations.models import ApiKey, Profile
 
 
 def error_response(exc: GatewayError) -> JsonResponse:
@@ -39,7 +39,8 @@ def api_endpoint(*methods: str):
                     raise GatewayError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
                                        code="method_not_allowed")
                 key = await authenticate(request.headers.get("Authorization", ""))
-                request.caller = Caller(user=key.owner, source="api", api_key=key, request_id=request_id)
+                request.caller = Caller(user=key.owner, source="api", api_key=key, profile=_profile(key.owner),
+                                        request_id=request_id)
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
                 response = error_response(exc)
@@ -71,8 +72,15 @@ async def authenticate(header: str) -> ApiKey:
 async def _key_by_prefix(prefix: str) -> ApiKey | None:
     key = cache.api_keys.get(prefix)
     if key is cache.MISSING:
-        key = await ApiKey.objects.select_related("owner", "default_model").filter(prefix=prefix).afirst()
+        key = await ApiKey.objects.select_related("owner", "owner__profile", "default_model").filter(prefix=prefix).afirst()
         if key is not None:
             key.allowed_model_ids = frozenset([pk async for pk in key.allowed_models.values_list("pk", flat=True)])
         cache.api_keys.set(prefix, key)
     return key
+
+
+def _profile(user) -> Profile | None:
+    try:
+        return user.profile  # loaded with the key (select_related): no query
+    except Profile.DoesNotExist:
+        return None

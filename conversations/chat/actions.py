@@ -6,7 +6,7 @@ from conversations.chat import frames, hub
 from conversations.chat.replies import Reply, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
-from conversations.models import Conversation, Message, Model
+from conversations.models import Conversation, Message, Model, Profile, PromptTemplate
 
 MAX_MESSAGE_CHARS = 100_000
 TITLE_CHARS = 60
@@ -16,7 +16,8 @@ class ChatError(Exception):
     """A request from a tab that cannot be done; the message is shown in place."""
 
 
-async def send_message(user, conversation: Conversation, text: str, model_name: str | None) -> Reply:
+async def send_message(user, conversation: Conversation, text: str, model_name: str | None,
+                       template: str | None = None) -> Reply:
     text = (text or "").strip()
     if not text:
         raise ChatError("Type a message first.")
@@ -24,11 +25,12 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
         raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
     if await _streaming(conversation).aexists():
         raise ChatError("A reply is still being written: wait for it or press Stop.")
-    caller = pipeline.Caller(user=user, source="chat", session_id=f"conversation-{conversation.id}")
+    caller = await _caller(user, conversation)
     await _choose_model(caller, conversation, model_name)
 
+    await _choose_template(conversation, template)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
-    update_fields = ["model", "updated_at"]
+    update_fields = ["model", "template", "updated_at"]
     if not await conversation.messages.exclude(pk=user_message.pk).aexists():
         conversation.title = _title_from(text)
         update_fields.append("title")
@@ -42,7 +44,7 @@ async def regenerate(user, conversation: Conversation, message_id) -> Reply:
     last = await conversation.messages.order_by("-id").afirst()
     if last is None or str(last.id) != str(message_id) or not last.can_regenerate:
         raise ChatError("Only the last reply, once finished, can be regenerated.")
-    caller = pipeline.Caller(user=user, source="chat", session_id=f"conversation-{conversation.id}")
+    caller = await _caller(user, conversation)
     await _choose_model(caller, conversation, None)
     await last.adelete()
     await hub.publish(conversation.id, f'<div id="msg-{message_id}" hx-swap-oob="delete"></div>')
@@ -52,6 +54,11 @@ async def regenerate(user, conversation: Conversation, message_id) -> Reply:
 async def stop(conversation: Conversation) -> None:
     async for message_id in _streaming(conversation).values_list("id", flat=True):
         await request_stop(message_id)
+
+
+async def _caller(user, conversation: Conversation) -> pipeline.Caller:
+    return pipeline.Caller(user=user, source="chat", session_id=f"conversation-{conversation.id}",
+                           profile=await Profile.objects.filter(user=user).afirst())
 
 
 def _streaming(conversation: Conversation):
@@ -70,6 +77,15 @@ async def _choose_model(caller: pipeline.Caller, conversation: Conversation, mod
         conversation.model = await pipeline.resolve_model(caller, name)
     except GatewayError as exc:
         raise ChatError(exc.message) from exc
+
+
+async def _choose_template(conversation: Conversation, ref: str | None) -> None:
+    """The preset picked ("" for none); None leaves the conversation's as it is."""
+    if ref is None:
+        return
+    conversation.template = await PromptTemplate.objects.filter(name=ref).afirst() if ref else None
+    if ref and conversation.template is None:
+        raise ChatError(f"There is no preset named {ref!r} any more.")
 
 
 async def _start_reply(caller: pipeline.Caller, conversation: Conversation) -> Reply:

@@ -25,7 +25,7 @@ from conversations.chat import frames, hub
 from conversations.chat.history import messages_for_reply
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, PromptTemplate
 from conversations.models.chat import INTERRUPTED_ERROR
 
 log = logging.getLogger("chatsite.chat")
@@ -103,8 +103,11 @@ class Reply:
     async def _generate(self) -> None:
         model = self.conversation.model
         messages = await messages_for_reply(self.conversation, self.message, model.context_window)
-        plan = await pipeline.plan(self.caller, {"model": model.name, "messages": messages, "stream": True,
-                                                 "stream_options": {"include_usage": True}})
+        body = {"model": model.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        if self.conversation.template_id:
+            body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)
+                                   .values_list("uuid", flat=True).afirst())
+        plan = await pipeline.plan(self.caller, body)
         async with contextlib.aclosing(pipeline.stream(plan)) as chunks:
             async for chunk in chunks:
                 self._take(chunk.data)

@@ -1,13 +1,16 @@
-"""Rate limits and budgets of API keys, checked before the upstream is called.
+"""Rate limits and budgets, checked before the upstream is called.
+
+They apply to two subjects: the API key a request comes with, and the member it belongs to (their
+Profile, which covers the browser chat and all their keys together).
 
 - Requests per minute: a moving window (the `limits` library), in memory or on Redis.
-- Tokens per minute: a fixed one-minute window the tokens of each finished request are added to;
-  a request is admitted while the current minute still has tokens left.
-- Budgets (total and this month): spend is kept as an atomic counter (micro-units of the site's
-  currency) in the cache, seeded from the usage records. A request reserves its estimated cost
-  before it starts and is refused if the spend *before* its reservation had reached the budget,
-  so concurrent requests overspend by at most one request's worth; when it ends, the reservation
-  is replaced by the real cost.
+- Tokens per minute: a fixed one-minute window (the `limits` library) that the tokens of each
+  finished request are added to; a request is admitted while the minute still has tokens left.
+- Budgets (total and this month): spend is an atomic counter (micro-units of the site's currency)
+  in the cache, seeded from the usage records. A request reserves its estimated cost before it
+  starts, and is refused if the spend *before* its reservation had reached the budget: concurrent
+  requests overspend by at most one request's worth. When it ends, the real cost replaces the
+  reservation.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -27,78 +30,123 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from limits.storage import storage_from_string
 
 from conversations.gateway.errors import GatewayError
-from conversations.models import ApiKey, Model, UsageRecord
+from conversations.models import Model, UsageRecord
 
 MICRO = 1_000_000
 RESERVED_COMPLETION_TOKENS = 1000  # assumed for the reservation when max_tokens is not given
 
 _limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_settling: set[asyncio.Task] = set()
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Something with limits: an API key, or a member."""
+
+    kind: str  # "key" or "user"
+    pk: int
+    rpm: int | None
+    tpm: int | None
+    budget_total: Decimal | None
+    budget_monthly: Decimal | None
+
+    @property
+    def whose(self) -> str:
+        return "This API key's" if self.kind == "key" else "Your"
+
+    @property
+    def ident(self) -> str:
+        return f"{self.kind}:{self.pk}"
+
+    def records(self):
+        return UsageRecord.objects.filter(**({"api_key_id": self.pk} if self.kind == "key" else {"user_id": self.pk}))
+
+
+def subjects_of(caller) -> list[Subject]:
+    found = []
+    if (key := caller.api_key) is not None:
+        found.append(Subject("key", key.pk, key.rpm, key.tpm, key.budget_total, key.budget_monthly))
+    if (profile := caller.profile) is not None and profile.has_limits:
+        found.append(Subject("user", profile.user_id, profile.rpm, profile.tpm, profile.budget_total,
+                             profile.budget_monthly))
+    return found
+
+
+@dataclass
+class Reservation:
+    micros: int  # the estimated cost reserved, in each of the counters below
+    counters: list[str] = field(default_factory=list)
 
 
 def _rate_limiters() -> tuple[MovingWindowRateLimiter, FixedWindowRateLimiter]:
     """Per event loop: the async Redis client cannot cross loops."""
     loop = asyncio.get_running_loop()
     if loop not in _limiters:
-        uri = ("async+" + settings.REDIS_URL) if settings.REDIS_URL else "async+memory://"
-        options = {"key_prefix": f"{settings.REDIS_PREFIX}-limits"} if settings.REDIS_URL else {}
-        storage = storage_from_string(uri, **options)
+        if settings.REDIS_URL:
+            storage = storage_from_string("async+" + settings.REDIS_URL, key_prefix=f"{settings.REDIS_PREFIX}-limits")
+        else:
+            storage = storage_from_string("async+memory://")
         _limiters[loop] = (MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage))
     return _limiters[loop]
 
 
-@dataclass
-class Reservation:
-    api_key: ApiKey
-    micros: int  # the estimated cost reserved
-    month: str
+def estimate_cost(model: Model, body: dict) -> Decimal:
+    from conversations.gateway.usage import estimate_tokens, prompt_chars
 
-
-def estimate_cost(model: Model, body: dict, prompt_tokens: int) -> Decimal:
     completion = body.get("max_completion_tokens") or body.get("max_tokens") or RESERVED_COMPLETION_TOKENS
-    return model.cost(prompt_tokens, int(completion) * int(body.get("n") or 1))
+    prompt = estimate_tokens("x" * prompt_chars(body))
+    return model.cost(prompt, int(completion) * int(body.get("n") or 1))
 
 
 async def admit(caller, model: Model, body: dict) -> Reservation | None:
-    """Raise 429 or 402 if the caller's key is over a limit or budget; else reserve the cost."""
-    key = caller.api_key
-    if key is None:
+    """Raise 429 or 402 when a subject is over a limit or budget; else reserve the cost."""
+    subjects = subjects_of(caller)
+    for subject in subjects:
+        await _check_rates(subject)
+    budgeted = [s for s in subjects if s.budget_total is not None or s.budget_monthly is not None]
+    if not budgeted:
         return None
-    if key.rpm or key.tpm:
-        await _check_rates(key)
-    if key.budget_total is None and key.budget_monthly is None:
-        return None
-    from conversations.gateway.usage import estimate_tokens, prompt_chars
-
-    cost = estimate_cost(model, body, estimate_tokens("x" * prompt_chars(body)))
-    micros = max(1, math.ceil(cost * MICRO))
+    reservation = Reservation(max(1, math.ceil(estimate_cost(model, body) * MICRO)))
     month = datetime.now(UTC).strftime("%Y-%m")
-    for scope, budget in (("total", key.budget_total), (month, key.budget_monthly)):
-        if budget is None:
-            continue
-        counter = await _spend_counter(key, scope)
-        after = await django_cache.aincr(counter, micros)
-        if after - micros >= budget * MICRO:
-            await django_cache.adecr(counter, micros)
-            if scope != "total" and key.budget_total is not None:  # undo the total's reservation too
-                await django_cache.adecr(await _spend_counter(key, "total"), micros)
-            which = "total" if scope == "total" else "monthly"
-            raise GatewayError(402, f"This API key's {which} budget of {budget} {settings.CURRENCY} is spent.",
-                               code="budget_exceeded")
-    return Reservation(key, micros, month)
+    try:
+        for subject in budgeted:
+            for scope, budget in (("total", subject.budget_total), (month, subject.budget_monthly)):
+                if budget is not None:
+                    await _reserve(reservation, subject, scope, budget)
+    except GatewayError:
+        await _release(reservation)
+        raise
+    return reservation
 
 
-async def _check_rates(key: ApiKey) -> None:
+async def _reserve(reservation: Reservation, subject: Subject, scope: str, budget: Decimal) -> None:
+    counter = await _spend_counter(subject, scope)
+    after = await django_cache.aincr(counter, reservation.micros)
+    if after - reservation.micros >= budget * MICRO:
+        await django_cache.adecr(counter, reservation.micros)
+        which = "total" if scope == "total" else "monthly"
+        raise GatewayError(402, f"{subject.whose} {which} budget of {budget:.2f} {settings.CURRENCY} is spent.",
+                           code="budget_exceeded")
+    reservation.counters.append(counter)
+
+
+async def _release(reservation: Reservation) -> None:
+    for counter in reservation.counters:
+        await django_cache.adecr(counter, reservation.micros)
+
+
+async def _check_rates(subject: Subject) -> None:
     moving, fixed = _rate_limiters()
-    if key.rpm:
-        item = RateLimitItemPerMinute(key.rpm)
-        if not await moving.hit(item, "rpm", str(key.pk)):
-            reset, _ = await moving.get_window_stats(item, "rpm", str(key.pk))
-            raise _rate_limited(f"This API key is limited to {key.rpm} requests per minute.", reset)
-    if key.tpm:
-        item = RateLimitItemPerMinute(key.tpm)
-        if not await fixed.test(item, "tpm", str(key.pk)):
-            reset, _ = await fixed.get_window_stats(item, "tpm", str(key.pk))
-            raise _rate_limited(f"This API key is limited to {key.tpm} tokens per minute.", reset)
+    if subject.rpm:
+        item = RateLimitItemPerMinute(subject.rpm)
+        if not await moving.hit(item, "rpm", subject.ident):
+            reset, _ = await moving.get_window_stats(item, "rpm", subject.ident)
+            raise _rate_limited(f"{subject.whose} limit of {subject.rpm} requests per minute is reached.", reset)
+    if subject.tpm:
+        item = RateLimitItemPerMinute(subject.tpm)
+        if not await fixed.test(item, "tpm", subject.ident):
+            reset, _ = await fixed.get_window_stats(item, "tpm", subject.ident)
+            raise _rate_limited(f"{subject.whose} limit of {subject.tpm} tokens per minute is reached.", reset)
 
 
 def _rate_limited(message: str, reset_at: float) -> GatewayError:
@@ -106,11 +154,11 @@ def _rate_limited(message: str, reset_at: float) -> GatewayError:
     return GatewayError(429, message, code="rate_limit_exceeded", retry_after=retry_after)
 
 
-async def _spend_counter(key: ApiKey, scope: str) -> str:
-    """The cache key of a spend counter, seeded from the usage records if it is not there."""
-    counter = f"spend:{key.pk}:{scope}"
+async def _spend_counter(subject: Subject, scope: str) -> str:
+    """The cache key of a spend counter, seeded from the usage records when it is not there."""
+    counter = f"spend:{subject.ident}:{scope}"
     if await django_cache.aget(counter) is None:
-        records = UsageRecord.objects.filter(api_key=key)
+        records = subject.records()
         if scope != "total":
             year, month = map(int, scope.split("-"))
             records = records.filter(created_at__gte=datetime(year, month, 1, tzinfo=UTC))
@@ -119,32 +167,36 @@ async def _spend_counter(key: ApiKey, scope: str) -> str:
     return counter
 
 
-def settle(reservation: Reservation | None, record: UsageRecord) -> None:
-    """Replace the reservation by the real cost, and count the tokens against the key's tpm."""
-    if reservation is None and (record.api_key is None or not record.api_key.tpm):
-        return
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(_settle(reservation, record))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+async def spent(subject: Subject, scope: str = "total") -> Decimal:
+    """What a subject has spent (the counter, so reservations under way included)."""
+    return Decimal(await django_cache.aget(await _spend_counter(subject, scope)) or 0) / MICRO
 
 
-_pending: set[asyncio.Task] = set()
-
-
-async def _settle(reservation: Reservation | None, record: UsageRecord) -> None:
-    key = record.api_key
-    if key is not None and key.tpm and record.total_tokens:
-        _, fixed = _rate_limiters()
-        await fixed.hit(RateLimitItemPerMinute(key.tpm), "tpm", str(key.pk), cost=record.total_tokens)
+def settle(caller, reservation: Reservation | None, record: UsageRecord) -> None:
+    """After each attempt: its real cost replaces the reservation, its tokens count per minute."""
+    tpm_subjects = [s for s in subjects_of(caller) if s.tpm]
+    delta, counters = 0, []
     if reservation is not None:
-        delta = math.ceil(Decimal(record.cost) * MICRO) - reservation.micros
-        scopes = [s for s, b in (("total", key.budget_total), (reservation.month, key.budget_monthly)) if b is not None]
-        for scope in scopes:
-            await django_cache.aincr(f"spend:{key.pk}:{scope}", delta)
+        cost = math.ceil(Decimal(record.cost) * MICRO)
+        # Worked out here, not in the task: after a fallback the next attempt settles again.
+        delta, reservation.micros, counters = cost - reservation.micros, cost, reservation.counters
+    if not counters and not tpm_subjects:
+        return
+    task = asyncio.get_running_loop().create_task(_settle(tpm_subjects, record.total_tokens, counters, delta))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+async def _settle(tpm_subjects: list[Subject], tokens: int, counters: list[str], delta: int) -> None:
+    if tokens:
+        _, fixed = _rate_limiters()
+        for subject in tpm_subjects:
+            await fixed.hit(RateLimitItemPerMinute(subject.tpm), "tpm", subject.ident, cost=tokens)
+    for counter in counters:
+        await django_cache.aincr(counter, delta)
 
 
 async def settled() -> None:
     """Wait for the settlements under way (tests, shutdown)."""
-    if _pending:
-        await asyncio.gather(*_pending, return_exceptions=True)
+    if _settling:
+        await asyncio.gather(*_settling, return_exceptions=True)

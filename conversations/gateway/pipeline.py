@@ -21,7 +21,7 @@ from conversations.gateway.templates import find_template, render_messages
 from conversations.llm.client import Chunk, UpstreamError
 from conversations.llm.client import complete_chat as upstream_complete
 from conversations.llm.client import stream_chat as upstream_stream
-from conversations.models import ApiKey, Model
+from conversations.models import ApiKey, Model, Profile
 
 # Gateway extensions: never sent upstream (OpenAI itself refuses unknown parameters).
 EXTENSIONS = {"template", "variables", "session_id", "models", "transforms"}
@@ -38,6 +38,7 @@ class Caller:
     user: object
     source: str  # "chat" or "api"
     api_key: ApiKey | None = None
+    profile: Profile | None = None  # the member's own limits, if they have any
     session_id: str = ""
     request_id: str = field(default_factory=new_request_id)
 
@@ -141,7 +142,7 @@ def _record(plan: Plan, model: Model, meter: usage.Meter, status: str, error: st
         status=status, error=error[:2000],
     )
     usage.record(record)
-    limits.settle(plan.reservation, record)
+    limits.settle(caller, plan.reservation, record)
 
 
 async def stream(plan: Plan) -> AsyncIterator[Chunk]:

@@ -27,7 +27,8 @@ async def find_template(ref: str) -> PromptTemplate:
 
 def render_messages(template: PromptTemplate, variables: dict) -> list[dict]:
     """The template's messages with every {{slot}} filled; a slot without a value is a 422."""
-    values = {str(k): str(v) for k, v in (variables or {}).items()}
+    defaults = template.variables if isinstance(template.variables, dict) else {}
+    values = {str(k): str(v) for k, v in {**defaults, **(variables or {})}.items() if v is not None}
 
     def fill(match: re.Match) -> str:
         name = match.group(1)

@@ -1,5 +1,5 @@
 from conversations.models.chat import Conversation, Message
-from conversations.models.gateway import ApiKey, AuditLog, PromptTemplate, UsageRecord
+from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTemplate, UsageRecord
 from conversations.models.providers import Model, Provider
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Conversation",
     "Message",
     "Model",
+    "Profile",
     "PromptTemplate",
     "Provider",
     "UsageRecord",

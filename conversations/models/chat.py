@@ -18,6 +18,10 @@ class Conversation(models.Model):
         "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     system_prompt = models.TextField(blank=True, default="")
+    # A preset: the template's messages go before the conversation (its slots take their defaults).
+    template = models.ForeignKey(
+        "conversations.PromptTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

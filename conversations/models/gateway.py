@@ -62,10 +62,28 @@ class ApiKey(models.Model):
     @classmethod
     def issue(cls, owner, **fields) -> tuple[ApiKey, str]:
         """Create a key and return it with its secret, which is shown this once and never stored."""
-        prefix = KEY_PREFIX + secrets.token_hex(PREFIX_CHARS // 2)
-        key = f"{prefix}_{secrets.token_urlsafe(30)}"
-        api_key = cls.objects.create(owner=owner, prefix=prefix, secret_hash=hash_secret(key), **fields)
-        return api_key, key
+        api_key = cls(owner=owner, **fields)
+        secret = api_key.assign_secret()
+        api_key.save()
+        return api_key, secret
+
+    def assign_secret(self) -> str:
+        """A new secret (and prefix) for this key, not saved yet; returns the secret."""
+        self.prefix = KEY_PREFIX + secrets.token_hex(PREFIX_CHARS // 2)
+        secret = f"{self.prefix}_{secrets.token_urlsafe(30)}"
+        self.secret_hash = hash_secret(secret)
+        return secret
+
+    def rotate(self) -> str:
+        """Replace the secret, keeping everything else; the old one stops working at once."""
+        secret = self.assign_secret()
+        self.save(update_fields=["prefix", "secret_hash"])
+        return secret
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
 
     @staticmethod
     def prefix_of(key: str) -> str:
@@ -90,6 +108,24 @@ class ApiKey(models.Model):
         return self.expires_at is None or self.expires_at > timezone.now()
 
 
+class Profile(models.Model):
+    """A team member's limits, over the browser chat and their API keys together."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    can_create_api_keys = models.BooleanField(default=True, help_text="May create their own API keys.")
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute, chat and API.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute, chat and API.")
+    budget_total = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    budget_monthly = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"
+
+    @property
+    def has_limits(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.budget_total, self.budget_monthly))
+
+
 class PromptTemplate(models.Model):
     """Stored messages with {{slot}} placeholders, expanded before inference."""
 
@@ -97,7 +133,9 @@ class PromptTemplate(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True, default="")
     messages = models.JSONField(default=list, help_text='[{"role": "system", "content": "..."}]')
-    variables = models.JSONField(default=list, blank=True, help_text="Declared slot names.")
+    variables = models.JSONField(
+        default=dict, blank=True, help_text='Declared slots with their default values: {"name": "default"}.'
+    )
     model = models.ForeignKey(
         "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
