@@ -122,7 +122,8 @@ def _zipf_cumulative(n: int) -> list[float]:
 def corpus(messages: int, rng: random.Random, words: Words):
     """Yields (users, then) conversation rows and their message rows, in id order."""
     users = max(50, messages // 500)
-    activity = [rng.paretovariate(1.1) for _ in range(users)]
+    # How much history each person has: long-tailed (lognormal), the heaviest ~25x the median.
+    activity = [rng.lognormvariate(0, 1.2) for _ in range(users)]
     start = datetime(2023, 1, 1, tzinfo=UTC)
     span = (datetime(2026, 1, 1, tzinfo=UTC) - start).total_seconds()
     message_id = conversation_id = 0

@@ -212,6 +212,13 @@ POSTGRES_FORWARD = [
     CREATE INDEX conversations_message_search_cjk ON conversations_message
     USING gin (search_owner_id, content gin_trgm_ops) WHERE content ~ '[{CJK}]'
     """,
+    # Serves: search_owner_id = %s AND content ~ '[CJK]' AND content ILIKE '%索引%'
+    # ORDER BY id DESC LIMIT 1000, for CJK terms of one or two characters, which have no
+    # trigram: the owner's CJK messages newest first, read until enough of them match.
+    f"""
+    CREATE INDEX conversations_message_search_cjk_recent ON conversations_message
+    (search_owner_id, id DESC) WHERE content ~ '[{CJK}]'
+    """,
     # Serves: owner_id = %s AND to_tsvector('english', title) @@ websearch_to_tsquery(...).
     """
     CREATE INDEX conversations_conversation_search ON conversations_conversation
@@ -221,6 +228,7 @@ POSTGRES_FORWARD = [
 
 POSTGRES_BACKWARD = [
     "DROP INDEX conversations_conversation_search",
+    "DROP INDEX conversations_message_search_cjk_recent",
     "DROP INDEX conversations_message_search_cjk",
     "DROP INDEX conversations_message_search",
     "DROP TRIGGER conversations_conversation_search_owner ON conversations_conversation",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from conversations.search.query import CJK_CLASS, Query
 from conversations.search.sql import (
+    RANKED_MATCHES,
     Part,
     message_filters,
     page_sql,
@@ -44,7 +45,7 @@ def hits(owner_id: int, query: Query) -> Part:
     filters = message_filters(query, "ILIKE")
     # The cast makes the owner an index key: btree_gin has no int4 = int8 operator.
     conditions, params = ["m.search_owner_id = %s::bigint"], [owner_id]
-    score, score_params = "m.id", []
+    score, score_params = "message_id", []
     if query.has_words or query.excluded:
         conditions.append(f"m.search_vector @@ {TSQUERY}")
         params.append(websearch(query))
@@ -52,15 +53,20 @@ def hits(owner_id: int, query: Query) -> Part:
         # Cover density, divided by 1 + log(length): more matches and closer ones rank higher
         # without long messages winning by length alone (plain ts_rank ranks "a pear" above
         # "pear, pear, the best pear").
-        score, score_params = f"ts_rank_cd(m.search_vector, {TSQUERY}, 1)", [websearch(query)]
+        score, score_params = f"ts_rank_cd(vector, {TSQUERY}, 1)", [websearch(query)]
     if query.cjk:
         conditions.append(HAS_CJK)
+    # Ranked among the most recent RANKED_MATCHES: reading a tsvector to rank it is the cost
+    # that grows with a long history, and a common word can match tens of thousands of them.
     sql = f"""
-        SELECT m.id AS message_id, m.conversation_id, {score} AS score
-        FROM conversations_message m
-        JOIN conversations_conversation c ON c.id = m.conversation_id
-        LEFT JOIN conversations_model cm ON cm.id = c.model_id
-        WHERE {" AND ".join(conditions)} AND c.owner_id = %s {filters.sql}"""
+        SELECT message_id, conversation_id, {score} AS score FROM (
+            SELECT m.id AS message_id, m.conversation_id, m.search_vector AS vector
+            FROM conversations_message m
+            JOIN conversations_conversation c ON c.id = m.conversation_id
+            LEFT JOIN conversations_model cm ON cm.id = c.model_id
+            WHERE {" AND ".join(conditions)} AND c.owner_id = %s {filters.sql}
+            ORDER BY m.id DESC LIMIT {RANKED_MATCHES}
+        ) recent"""
     return Part(sql, score_params + params + [owner_id] + filters.params)
 
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 from conversations.search.query import Query
 
+# A message search ranks the owner's most recent matches, at most this many (both backends): a
+# common word can match tens of thousands of messages in a long history, and ranking reads each.
+# Beyond them, results would be older and lower-ranked pages that nobody reaches.
+RANKED_MATCHES = 1000
+
 
 @dataclass
 class Part:
@@ -42,9 +47,9 @@ def message_filters(query: Query, like: str) -> Part:
     if query.after:
         _and(part, "m.created_at >= %s", query.after)
     for term in query.cjk:
-        _and(part, f"m.content {like} %s ESCAPE '\\'", like_pattern(term))
+        _and(part, f"m.content {_like(like, term)} %s ESCAPE '\\'", like_pattern(term))
     for term in query.cjk_excluded:
-        _and(part, f"m.content NOT {like} %s ESCAPE '\\'", like_pattern(term))
+        _and(part, f"m.content NOT {_like(like, term)} %s ESCAPE '\\'", like_pattern(term))
     return part
 
 
@@ -58,10 +63,15 @@ def title_filters(query: Query, like: str) -> Part:
     if query.after:
         _and(part, "c.created_at >= %s", query.after)
     for term in query.cjk:
-        _and(part, f"c.title {like} %s ESCAPE '\\'", like_pattern(term))
+        _and(part, f"c.title {_like(like, term)} %s ESCAPE '\\'", like_pattern(term))
     for term in query.cjk_excluded:
-        _and(part, f"c.title NOT {like} %s ESCAPE '\\'", like_pattern(term))
+        _and(part, f"c.title NOT {_like(like, term)} %s ESCAPE '\\'", like_pattern(term))
     return part
+
+
+def _like(like: str, term: str) -> str:
+    """LIKE for a term without upper/lower case (CJK): PostgreSQL's ILIKE lowercases every row."""
+    return like if term.lower() != term.upper() else "LIKE"
 
 
 def _and(part: Part, sql: str, *params) -> None:

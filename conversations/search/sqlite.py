@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from conversations.search.query import Query
 from conversations.search.sql import (
+    RANKED_MATCHES,
     Part,
     message_filters,
     page_sql,
@@ -56,7 +57,8 @@ def hits(owner_id: int, query: Query) -> Part:
             SELECT m.id AS message_id, m.conversation_id, {score} AS score
             FROM conversations_message_fts
             JOIN conversations_message m ON m.id = conversations_message_fts.rowid {joins}
-            WHERE conversations_message_fts MATCH %s AND c.owner_id = %s {filters.sql}"""
+            WHERE conversations_message_fts MATCH %s AND c.owner_id = %s {filters.sql}
+            ORDER BY conversations_message_fts.rowid DESC LIMIT {RANKED_MATCHES}"""
         return Part(sql, [message_match(owner_id, query), owner_id, *filters.params])
     if long_cjk:
         # CJK substrings: trigram candidates (the LIKE filters check the shorter ones).
@@ -64,7 +66,8 @@ def hits(owner_id: int, query: Query) -> Part:
             SELECT m.id AS message_id, m.conversation_id, m.id AS score
             FROM conversations_message_cjk
             JOIN conversations_message m ON m.id = conversations_message_cjk.rowid {joins}
-            WHERE conversations_message_cjk MATCH %s AND c.owner_id = %s {filters.sql}"""
+            WHERE conversations_message_cjk MATCH %s AND c.owner_id = %s {filters.sql}
+            ORDER BY conversations_message_cjk.rowid DESC LIMIT {RANKED_MATCHES}"""
         match = " AND ".join(fts_string(t) for t in long_cjk)
         return Part(sql, [match, owner_id, *filters.params])
     # One or two CJK characters have no trigram: LIKE over the owner's own messages only.
@@ -73,7 +76,8 @@ def hits(owner_id: int, query: Query) -> Part:
         FROM conversations_conversation c
         JOIN conversations_message m ON m.conversation_id = c.id
         LEFT JOIN conversations_model cm ON cm.id = c.model_id
-        WHERE c.owner_id = %s {filters.sql}"""
+        WHERE c.owner_id = %s {filters.sql}
+        ORDER BY m.id DESC LIMIT {RANKED_MATCHES}"""
     return Part(sql, [owner_id, *filters.params])
 
 
