@@ -1,6 +1,6 @@
-from __future__ import annotations
-
 """The admin site: Django's, with its menu grouped by what an admin does."""
+
+from __future__ import annotations
 
 from django.contrib import admin
 
