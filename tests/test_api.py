@@ -71,6 +71,14 @@ def test_usage_is_counted_when_the_upstream_sends_none(sdk):
     assert record.estimated
 
 
+def test_content_parts_with_images_reach_the_upstream_as_sent(sdk, upstream):
+    content = [{"type": "text", "text": "What is in this picture?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]
+    completion = sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": content}])
+    assert completion.choices[0].message.content == "Echo: What is in this picture?"
+    assert upstream.requests_for("echo")[-1]["body"]["messages"][0]["content"] == content
+
+
 def test_n_choices(sdk):
     completion = sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}], n=2)
     assert [c.index for c in completion.choices] == [0, 1]
