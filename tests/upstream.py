@@ -43,7 +43,7 @@ def last_user_text(body: dict) -> str:
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
             return str(content or "")
     return ""
 
