@@ -201,6 +201,23 @@ def test_a_second_site_process_uses_the_running_server_instead_of_starting_one(l
     assert local_server.probe() == "ours"  # stopping the other process's supervisor left it running
 
 
+def test_site_processes_starting_together_start_one_server():
+    port = free_port()
+    sites = [Supervisor(port, threads=1) for _ in range(3)]
+    try:
+        for site in sites:
+            site.start()
+        assert all(site.wait_ready(60) for site in sites)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(site.process is not None for site in sites) > 1:
+            time.sleep(0.1)  # the losers' children exit as soon as they find the port taken
+        owners = [site for site in sites if site.owns_child()]
+        assert len(owners) == 1 and owners[0].serving_pid() == owners[0].process.pid
+    finally:
+        for site in sites:
+            site.stop()
+
+
 def test_the_server_exits_when_the_site_process_dies():
     port = free_port()
     site = subprocess.Popen([sys.executable, "-c", (

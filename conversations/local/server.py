@@ -254,7 +254,7 @@ class App:
         if path in ("/v1/models", "/models") and method == "GET":
             await self.json(send, 200, self.models())
         elif path == "/health" and method == "GET":
-            await self.json(send, 200, {"status": "ok", "model": self.model.name, "busy": self.model.lock.locked(),
+            await self.json(send, 200, {"status": "ok", "pid": os.getpid(), "model": self.model.name, "busy": self.model.lock.locked(),
                                         "queued": self.model.queued, "generations": self.model.generations})
         elif path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
             await self.chat(receive, send)

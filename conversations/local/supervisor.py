@@ -70,6 +70,13 @@ class Supervisor:
             return "other"
         return "ours" if self.name in ids else "other"
 
+    def serving_pid(self) -> int | None:
+        """The pid of the server that answers on the port."""
+        try:
+            return httpx.get(f"http://{self.host}:{self.port}/health", timeout=2.0).json().get("pid")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
     def owns_child(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -140,11 +147,13 @@ class Supervisor:
                 self.process = None
                 return
             if self.probe() == "ours":
-                self.failures = 0
                 self._ready.set()
-                log.info("the local model %s answers on %s (pid %s, %.1f s to start)",
-                         self.name, self.base_url, self.process.pid, time.monotonic() - started)
-                return
+                # Else another process's child answers, and ours is about to exit (port taken).
+                if self.serving_pid() == self.process.pid:
+                    self.failures = 0
+                    log.info("the local model %s answers on %s (pid %s, %.1f s to start)",
+                             self.name, self.base_url, self.process.pid, time.monotonic() - started)
+                    return
             time.sleep(0.1)
         if not self._stop.is_set():
             self.failures += 1
