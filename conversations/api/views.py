@@ -38,12 +38,17 @@ async def _events(first, chunks):
     async with contextlib.aclosing(chunks):
         try:
             if first is not None:
-                yield f"data: {first.json()}\n\n"
-            async for chunk in chunks:
-                yield f"data: {chunk.json()}\n\n"
+                yield _sse(first)
+            async for batch in chunks:
+                yield _sse(batch)
         except GatewayError as exc:
             yield f"data: {json.dumps(exc.as_dict())}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _sse(batch) -> str:
+    """One write for the chunks of one upstream read."""
+    return "".join(f"data: {chunk.json()}\n\n" for chunk in batch)
 
 
 def _json_body(request):

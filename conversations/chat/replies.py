@@ -108,9 +108,10 @@ class Reply:
             body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)
                                    .values_list("uuid", flat=True).afirst())
         plan = await pipeline.plan(self.caller, body)
-        async with contextlib.aclosing(pipeline.stream(plan)) as chunks:
-            async for chunk in chunks:
-                self._take(chunk.data)
+        async with contextlib.aclosing(pipeline.stream(plan)) as batches:
+            async for batch in batches:
+                for chunk in batch:
+                    self._take(chunk.data)
 
     def _take(self, chunk: dict) -> None:
         if chunk.get("usage"):

@@ -145,23 +145,19 @@ def _record(plan: Plan, model: Model, meter: usage.Meter, status: str, error: st
     limits.settle(caller, plan.reservation, record)
 
 
-async def stream(plan: Plan) -> AsyncIterator[Chunk]:
-    """Stream the completion: chunks with `model` set to the public name that served it."""
+async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
+    """Stream the completion, in batches (what one network read brought): chunks with `model`
+    set to the public name that served it."""
     for attempt, model in enumerate(plan.models):
         meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
         status, error, started = "ok", "", False
         try:
-            async for chunk in upstream_stream(model.provider.upstream(), _upstream_body(model, plan.body, stream=True)):
+            async for batch in upstream_stream(model.provider.upstream(), _upstream_body(model, plan.body, stream=True)):
                 started = True
-                meter.observe(chunk.data)
-                chunk.set("model", model.name)
-                if "usage" in chunk.data and not plan.wants_usage:
-                    if not chunk.data.get("choices"):
-                        continue  # the usage-only chunk the caller did not ask for
-                    chunk.pop("usage")
-                yield chunk
+                if out := [chunk for chunk in batch if _relay(plan, model, meter, chunk)]:
+                    yield out
             if plan.wants_usage and meter.usage is None:  # the upstream sent none: counted here
-                yield _usage_chunk(model, meter)
+                yield [_usage_chunk(model, meter)]
             return
         except UpstreamError as exc:
             status, error = "error", exc.message
@@ -173,6 +169,17 @@ async def stream(plan: Plan) -> AsyncIterator[Chunk]:
             raise
         finally:
             _record(plan, model, meter, status, error)
+
+
+def _relay(plan: Plan, model: Model, meter: usage.Meter, chunk: Chunk) -> bool:
+    """Meter a chunk and make it the caller's; False for the usage chunk it did not ask for."""
+    meter.observe(chunk.data)
+    chunk.set("model", model.name)
+    if "usage" in chunk.data and not plan.wants_usage:
+        if not chunk.data.get("choices"):
+            return False
+        chunk.pop("usage")
+    return True
 
 
 async def complete(plan: Plan) -> dict:

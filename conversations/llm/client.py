@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import httpx2 as httpx
 from django.conf import settings
-from httpx_sse import EventSource, SSEError
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +136,38 @@ def _translate(exc: httpx.HTTPError, upstream: Upstream) -> UpstreamError:
     return UpstreamError(502, f"{name}: the upstream connection failed ({exc.__class__.__name__}: {exc})", retryable=True)
 
 
-async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[Chunk]:
-    """POST /chat/completions with stream=true; yields each chunk until [DONE].
+class EventBuffer:
+    """Server-sent events from the bytes of a stream, as they arrive.
+
+    Only `data:` fields matter to OpenAI-compatible streams (comments, `event:`, `id:` and `retry:`
+    are skipped; several data lines make one payload, joined by newlines). It takes whole network
+    reads, not lines, so that every event that came in one read goes downstream in one write:
+    per-event writes were the largest cost of relaying a fast upstream (scripts/bench_gateway.py).
+    """
+
+    def __init__(self):
+        self._pending = ""
+        self._data: list[str] = []
+
+    def feed(self, text: str) -> list[str]:
+        """The payloads of the events that `text` completes."""
+        lines = (self._pending + text).splitlines(keepends=True)
+        self._pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        payloads = []
+        for line in lines:
+            line = line.rstrip("\r\n")
+            if not line:  # a blank line ends an event
+                if self._data:
+                    payloads.append("\n".join(self._data))
+                    self._data = []
+            elif line.startswith("data:"):
+                self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+        return payloads
+
+
+async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[list[Chunk]]:
+    """POST /chat/completions with stream=true; yields the chunks of each network read, until
+    [DONE].
 
     Leaving the loop early (or cancelling the task) closes the response, which cancels the
     upstream request."""
@@ -149,28 +178,35 @@ async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[Chunk]:
         ) as response:
             if response.status_code >= 400:
                 raise UpstreamError.from_response(response.status_code, await response.aread(), upstream.name)
-            done = False
-            async for event in EventSource(response).aiter_sse():
-                # After [DONE] the body is still read to its end: a response left half-read
-                # cannot go back to the pool, and every request would open a new connection.
-                if done or not event.data:
-                    continue
-                if event.data == "[DONE]":
-                    done = True
-                    continue
-                try:
-                    chunk = json.loads(event.data)
-                except ValueError as exc:
-                    raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not JSON") from exc
-                if not isinstance(chunk, dict):
-                    raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not an object")
-                if "error" in chunk:
-                    raise UpstreamError(502, f"{upstream.name}: {_error_message(event.data.encode())}")
-                yield Chunk(chunk, event.data)
-    except SSEError as exc:
-        raise UpstreamError(502, f"{upstream.name}: the upstream did not answer with a stream ({exc})") from exc
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                raise UpstreamError(502, f"{upstream.name}: the upstream did not answer with an event stream "
+                                         f"({response.headers.get('content-type') or 'no content type'})")
+            events, done = EventBuffer(), False
+            # After [DONE] the body is still read to its end: a response left half-read cannot go
+            # back to the pool, and every request would open a new connection.
+            async for text in response.aiter_text():
+                batch = []
+                for payload in events.feed(text):
+                    if done or payload == "[DONE]":
+                        done = True
+                        continue
+                    batch.append(_parse_chunk(payload, upstream))
+                if batch:
+                    yield batch
     except httpx.HTTPError as exc:
         raise _translate(exc, upstream) from exc
+
+
+def _parse_chunk(payload: str, upstream: Upstream) -> Chunk:
+    try:
+        chunk = json.loads(payload)
+    except ValueError as exc:
+        raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not JSON") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not an object")
+    if "error" in chunk:
+        raise UpstreamError(502, f"{upstream.name}: {_error_message(payload.encode())}")
+    return Chunk(chunk, payload)
 
 
 async def complete_chat(upstream: Upstream, body: dict) -> dict:
