@@ -21,9 +21,9 @@ LOCAL_FAILED := $(VENV)/.local-model-failed
 LOCAL_LOG := $(VENV)/local-model.log
 local_model_on := $(filter-out 0 false no off False,$(LOCAL_MODEL))
 
-# The first interpreter >= 3.12 found: on PATH, then under pyenv.
-PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3 \
-	$$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+# The oldest interpreter >= 3.12 found (the one the suite runs on), on PATH, then under pyenv.
+PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 \
+	$$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$p; break; }; \
 	done)
 
