@@ -32,11 +32,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *, server: str = "daphne"):
+    def __init__(self, *, server: str = "daphne", env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DJANGO_ALLOW_ASYNC_UNSAFE": "", "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **(env or {})}
         if server == "daphne":
             command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"]
         else:

@@ -41,3 +41,22 @@ def test_a_wrong_encryption_key_is_a_clear_error_at_start():
     result = manage("check", **{**PRODUCTION, "CHATSITE_ENCRYPTION_KEYS": "not-a-fernet-key"})
     assert result.returncode != 0
     assert "CHATSITE_ENCRYPTION_KEYS holds a key that is not a Fernet key" in result.stderr
+
+
+def test_with_debug_off_plain_http_on_loopback_serves_pages_and_static_files(django_db_setup, django_db_blocker):
+    import httpx
+
+    from tests.live import Server
+
+    with django_db_blocker.unblock():
+        server = Server(env={**PRODUCTION, "DJANGO_SETTINGS_MODULE": "tests.settings"}).start()
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        css = httpx.get(f"{server.url}/static/css/app.css")
+        assert css.status_code == 200 and "--accent" in css.text  # WhiteNoise, no collectstatic
+        htmx = httpx.get(f"{server.url}/static/django_htmx/htmx-2.min.js")
+        assert htmx.status_code == 200
+        first_visit = httpx.get(f"{server.url}/", follow_redirects=True)  # no users yet: the set-up page
+        assert first_visit.status_code == 200 and "Create the admin account" in first_visit.text
+    finally:
+        server.stop()
