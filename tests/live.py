@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_database_url() -> str:
     """DATABASE_URL for a server process that must share this test run's database."""
-    name = connection.settings_dict["NAME"]
+    name = str(connection.settings_dict["NAME"])
+    # Only ever a test database: the settings name the real one outside database tests.
+    assert "test" in name.rsplit("/", 1)[-1], f"not a test database: {name} (use a django_db test)"
     if connection.vendor == "sqlite":
         return f"sqlite:///{name}"
     parts = urlsplit(os.environ["DATABASE_URL"])

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.live import ROOT
@@ -43,7 +44,8 @@ def test_a_wrong_encryption_key_is_a_clear_error_at_start():
     assert "CHATSITE_ENCRYPTION_KEYS holds a key that is not a Fernet key" in result.stderr
 
 
-def test_with_debug_off_plain_http_on_loopback_serves_pages_and_static_files(django_db_setup, django_db_blocker):
+@pytest.mark.django_db(transaction=True)
+def test_with_debug_off_plain_http_on_loopback_serves_pages_and_static_files(django_db_blocker):
     import httpx
 
     from tests.live import Server
