@@ -295,6 +295,7 @@ def index_sizes(vendor: str, connection) -> str:
             cursor.execute("""
                 SELECT relname, pg_relation_size(oid) FROM pg_class
                 WHERE relname IN ('conversations_message_search', 'conversations_message_search_cjk',
+                                  'conversations_message_search_cjk_recent',
                                   'conversations_conversation_search')""")
             sizes = dict(cursor.fetchall())
             cursor.execute("SELECT sum(pg_column_size(search_vector)), sum(pg_column_size(content)), "

@@ -144,6 +144,11 @@ def test_a_result_has_its_passage_date_model_and_opens_at_the_message(alice):
     assert result.url == f"/c/{conversation.id}/?around={message.id}#msg-{message.id}"
 
 
+def test_a_match_deep_in_a_long_message_is_still_marked(alice):
+    chat(alice, "Long", "Filler sentence here. " * 400 + "And then a zebra appeared.")
+    assert "<mark>zebra</mark>" in search(alice, "zebra").results[0].passage
+
+
 def test_one_result_per_conversation_with_its_best_message(alice):
     conversation = chat(alice, "a", "A pear.", "Pear pear pear: the best pear.", "No fruit.")
     results = search(alice, "pear").results

@@ -24,6 +24,7 @@ TSQUERY = "websearch_to_tsquery('english', %s)"
 HAS_CJK = f"m.content ~ '[{CJK_CLASS}]'"
 MARKERS = "StartSel=\x02, StopSel=\x03"  # the private highlight markers (see highlight.py)
 PASSAGE = f"{MARKERS}, MaxWords=35, MinWords=15"
+HEADLINE_CHARS = 4000
 # ts_headline drops whatever its parser takes for an HTML tag, so "<" goes through it as \x01
 # (highlight.py puts it back); the private characters already in the text are removed.
 PRIVATE = "translate({}, E'<\\x01\\x02\\x03', E'\\x01')"
@@ -93,8 +94,14 @@ def page(owner_id: int, query: Query, limit: int, offset: int) -> Part:
         title_marked = Part(f"""CASE WHEN page.title_hit = 1 THEN ts_headline('english',
             {PRIVATE.format("c.title")}, {TSQUERY}, %s) END""",
                             [positive, f"{MARKERS}, HighlightAll=true"])
-        passage = Part(f"""ts_headline('english', {PRIVATE.format("m.content")},
-            {TSQUERY}, %s)""", [positive, PASSAGE])
+        # ts_headline parses the whole text, a few ms for a message of several pages: try the
+        # first HEADLINE_CHARS, where a well-ranked message nearly always has a match, then all.
+        headline = f"ts_headline('english', {PRIVATE}, {TSQUERY}, %s)"
+        passage = Part(f"""(SELECT CASE
+                WHEN strpos(head, E'\\x02') > 0 OR length(m.content) <= {HEADLINE_CHARS} THEN head
+                ELSE {headline.format("m.content")} END
+            FROM (SELECT {headline.format(f"left(m.content, {HEADLINE_CHARS})")} AS head) start)""",
+                       [positive, PASSAGE, positive, PASSAGE])
     else:
         # CJK or filters only: the passage is cut around the first match in Python.
         title_marked, passage = Part("NULL"), Part("m.content")
