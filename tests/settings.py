@@ -20,8 +20,9 @@ else:
 
 # Each worker (and the servers it starts) on Redis keys of its own.
 if REDIS_URL:
-    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}-test-{RUN}-{WORKER}:"
-    CACHES["default"]["KEY_PREFIX"] = f"{REDIS_PREFIX}-test-{RUN}-{WORKER}"
+    REDIS_PREFIX = f"{REDIS_PREFIX}-test-{RUN}-{WORKER}"  # rate-limit counters too
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}:"
+    CACHES["default"]["KEY_PREFIX"] = REDIS_PREFIX
 
 CHAT_STALE_SECONDS = 5.0
 USAGE_FLUSH_SECONDS = 0.2

@@ -83,7 +83,9 @@ def _rate_limiters() -> tuple[MovingWindowRateLimiter, FixedWindowRateLimiter]:
     loop = asyncio.get_running_loop()
     if loop not in _limiters:
         if settings.REDIS_URL:
-            storage = storage_from_string("async+" + settings.REDIS_URL, key_prefix=f"{settings.REDIS_PREFIX}-limits")
+            # redis-py's asyncio client (installed with channels-redis), not limits' default coredis.
+            storage = storage_from_string("async+" + settings.REDIS_URL, implementation="redispy",
+                                          key_prefix=f"{settings.REDIS_PREFIX}-limits")
         else:
             storage = storage_from_string("async+memory://")
         _limiters[loop] = (MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage))
