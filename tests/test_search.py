@@ -323,3 +323,26 @@ def test_a_search_result_opens_the_conversation_at_its_message(client, alice, co
     page = client.get(f"/c/{conversation.id}/?around={far.id}").content.decode()
     assert f'id="msg-{far.id}"' in page and ">straw 99<" in page
     assert ">hay 50<" not in page and 'hx-trigger="intersect once"' in page  # earlier ones on scroll
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_results_show_as_you_type_and_the_keyboard_opens_one(page, site_server, alice):
+    from playwright.sync_api import expect
+
+    from tests.conftest import log_in
+
+    conversation = chat(alice, "Garden", "Tomatoes need <b>sun</b>.", "Water them in the morning.")
+    target = conversation.messages.order_by("id").first()
+    log_in(page, site_server.url, "alice", "alice-password")
+    box = page.get_by_label("Search conversations")
+    box.press_sequentially("tomato")
+    hit = page.locator("#search-results a.search-hit")
+    expect(hit).to_have_count(1)
+    expect(hit.locator("mark")).to_have_text("Tomatoes")
+    expect(hit).to_contain_text("<b>sun</b>")  # shown as text, not HTML
+    box.press("ArrowDown")
+    expect(hit).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/c/{conversation.id}/?around={target.id}#msg-{target.id}")
+    expect(page.locator(f"#msg-{target.id}")).to_be_in_viewport()
