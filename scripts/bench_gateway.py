@@ -2,7 +2,9 @@
 
 Measures, for 64-token streamed replies from a fast loopback upstream, the added time to first
 token (p50, p95) and requests per second at concurrency 1, 10 and 50; then 100 paced streams
-(200 ms to first token, 20 ms a token) and their added p95 time to first token.
+(200 ms to first token, 20 ms a token) and their added p95 time to first token. Beside Chatsite,
+the same load goes to a bare Django async view relaying with the same client
+(scripts/bench_bare_relay.py): what the stack itself costs, in the same run, on the same machine.
 
 Run by hand:  .venv/bin/python scripts/bench_gateway.py [--seconds 5] [--rounds 3] [--server uvicorn|daphne]
 It starts the upstream and one Chatsite server on a throwaway SQLite database under var/bench/.
@@ -143,41 +145,44 @@ def main() -> None:
     parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
     args = parser.parse_args()
 
-    up_port, site_port = free_port(), free_port()
+    up_port, site_port, bare_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen([PY, str(ROOT / "scripts" / "bench_upstream.py"), str(up_port)])
+    bare = subprocess.Popen([PY, str(ROOT / "scripts" / "bench_bare_relay.py"), str(bare_port), str(up_port)])
     env, key = setup_site(ROOT / "var" / "bench", up_port)
     site = start_site(env, site_port, args.server)
     try:
         wait_for(up_port)
         wait_for(site_port, "/v1/models", {"Authorization": f"Bearer {key}"})
-        direct = (up_port, "/v1/chat/completions", None)
-        via = (site_port, "/v1/chat/completions", key)
-        asyncio.run(run_load(*via, "fast", 10, 1.0))  # warm up both
-        print(f"server: {args.server}; {args.rounds} interleaved rounds of {args.seconds:.0f} s per point; medians")
-        print(f"{'concurrency':>11} | {'direct rps':>10} {'p50 ms':>7} | {'chatsite rps':>12} {'p50 ms':>7} {'p95 ms':>7} |"
-              f" {'added p50':>9} {'added p95':>9}")
+        wait_for(bare_port, "/")
+        sides = {"direct": (up_port, "/v1/chat/completions", None),
+                 "bare": (bare_port, "/v1/chat/completions", None),
+                 "chatsite": (site_port, "/v1/chat/completions", key)}
+        for side in sides.values():
+            asyncio.run(run_load(*side, "fast", 10, 1.0))  # warm up
+        print(f"server: {args.server}; {args.rounds} interleaved rounds of {args.seconds:.0f} s per point; medians;"
+              f" 'added' is over direct; load average {os.getloadavg()[0]:.1f}")
+        print(f"{'concurrency':>11} | {'direct rps':>10} | {'bare rps':>8} {'added p50':>9} | "
+              f"{'chatsite rps':>12} {'added p50':>9} {'added p95':>9} | {'chatsite/bare rps':>17}")
         for concurrency in (1, 10, 50):
-            rows = {"direct": [], "via": []}
+            rows = {name: [] for name in sides}
             for _ in range(args.rounds):
-                rows["direct"].append(asyncio.run(run_load(*direct, "fast", concurrency, args.seconds)))
-                rows["via"].append(asyncio.run(run_load(*via, "fast", concurrency, args.seconds)))
-            med = {side: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p95")} for side, rs in rows.items()}
-            d, v = med["direct"], med["via"]
-            print(f"{concurrency:>11} | {d['rps']:>10.0f} {d['p50']:>7.2f} | {v['rps']:>12.0f} {v['p50']:>7.2f} {v['p95']:>7.2f} |"
-                  f" {v['p50'] - d['p50']:>9.2f} {v['p95'] - d['p95']:>9.2f}")
-        paced = {"direct": [], "via": []}
+                for name, side in sides.items():
+                    rows[name].append(asyncio.run(run_load(*side, "fast", concurrency, args.seconds)))
+            med = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p95")} for name, rs in rows.items()}
+            d, b, c = med["direct"], med["bare"], med["chatsite"]
+            print(f"{concurrency:>11} | {d['rps']:>10.0f} | {b['rps']:>8.0f} {b['p50'] - d['p50']:>9.2f} | "
+                  f"{c['rps']:>12.0f} {c['p50'] - d['p50']:>9.2f} {c['p95'] - d['p95']:>9.2f} | {c['rps'] / b['rps']:>17.2f}")
+        paced = {name: [] for name in sides}
         for _ in range(args.rounds):
-            paced["direct"].append(asyncio.run(run_load(*direct, "paced", 100, 0, requests_each=1)))
-            paced["via"].append(asyncio.run(run_load(*via, "paced", 100, 0, requests_each=1)))
-        d = {k: statistics.median(r[k] for r in paced["direct"]) for k in ("p50", "p95")}
-        v = {k: statistics.median(r[k] for r in paced["via"]) for k in ("p50", "p95")}
-        print(f"100 paced streams: direct p50 {d['p50']:.1f} ms p95 {d['p95']:.1f} ms; chatsite p50 {v['p50']:.1f} ms "
-              f"p95 {v['p95']:.1f} ms; added p95 {v['p95'] - d['p95']:.1f} ms")
+            for name, side in sides.items():
+                paced[name].append(asyncio.run(run_load(*side, "paced", 100, 0, requests_each=1)))
+        p95 = {name: statistics.median(r["p95"] for r in rs) for name, rs in paced.items()}
+        print(f"100 paced streams, p95 time to first token: direct {p95['direct']:.1f} ms, bare {p95['bare']:.1f} ms "
+              f"(+{p95['bare'] - p95['direct']:.1f}), chatsite {p95['chatsite']:.1f} ms (+{p95['chatsite'] - p95['direct']:.1f})")
     finally:
-        site.terminate()
-        upstream.terminate()
-        site.wait(10)
-        upstream.wait(10)
+        for process in (site, bare, upstream):
+            process.terminate()
+            process.wait(10)
 
 
 if __name__ == "__main__":
