@@ -1,20 +1,34 @@
-"""The ASGI handler for /v1: Django without the browser's middleware and per-request threads.
+"""The ASGI handler for /v1: Django, without what a key-authenticated JSON API does not use.
 
-The API authenticates by key (conversations.api.auth), so sessions, CSRF, the auth middleware and
-messages have nothing to do there, and each of Django's MiddlewareMixin middlewares costs two hops
-to a thread per request under ASGI. Django's handler also opens a ThreadSensitiveContext per
-request, which starts (and joins) a new thread for the request's few sync calls (the
-request_started/finished receivers, response.close); here they share asgiref's one sync thread,
-as the gateway's own rare database calls do. Measured with scripts/bench_gateway.py: see README.
+Each of these cost a hop to asgiref's one sync thread per request, and a burst of requests queues
+on that thread (behind the usage writer's batch insert, too): scripts/bench_gateway.py's 100
+simultaneous streams waited hundreds of milliseconds for their first token.
+- The browser's middleware (sessions, CSRF, auth, messages): the API authenticates by key
+  (conversations.api.auth); each MiddlewareMixin middleware is two hops a request under ASGI.
+- The per-request ThreadSensitiveContext, which starts and joins a thread for the request's sync
+  calls.
+- The request_started / request_finished signals and response.close(): their receivers reset the
+  debug query log and recycle database connections. The API's requests make no queries of their
+  own in the request (keys, models and templates are cached; usage is written in batches), and
+  the usage writer recycles its thread's connection before each batch.
 
-asgi.py sends /v1/ here; the site's own handler serves the rest (and can serve /v1 too, only
-slower: Django's test client does).
+asgi.py sends /v1/ here; the site's own handler serves everything else (and can serve /v1 too:
+Django's test client does).
 """
 
 from __future__ import annotations
 
-from django.core.handlers.asgi import ASGIHandler
+import asyncio
+from contextlib import closing
+
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
+
+
+class _Processed(Exception):
+    pass
 
 
 class APIHandler(ASGIHandler):
@@ -26,3 +40,25 @@ class APIHandler(ASGIHandler):
 
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        """Django's ASGIHandler.handle less the signals and the close() hop (see above)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(error_response, send)
+                return
+            try:
+                # As Django does: a client that goes away cancels the view and its stream.
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self.listen_for_disconnect(receive))
+                    response = await self.run_get_response(request)
+                    await self.send_response(response, send)
+                    raise _Processed
+            except* (_Processed, RequestAborted):
+                pass

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from conversations.models import UsageRecord
 
@@ -120,6 +121,9 @@ def flush_sync() -> None:
     del _pending[: len(batch)]
     if not batch:
         return
+    # What request_finished does for a page: drop a broken or expired connection first (the /v1
+    # handler sends no such signals; this thread's queries are these inserts).
+    close_old_connections()
     try:
         UsageRecord.objects.bulk_create(batch)
     except Exception:
