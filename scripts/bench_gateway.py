@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def wait_for(port: int, path: str = "/v1/models", headers: dict | None = None) -> None:
-    import httpx
+    import httpx2 as httpx
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

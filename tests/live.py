@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import httpx2 as httpx
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent

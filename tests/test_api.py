@@ -6,7 +6,7 @@ import json
 import time
 from datetime import timedelta
 
-import httpx
+import httpx2 as httpx
 import openai
 import pytest
 from django.utils import timezone

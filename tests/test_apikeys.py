@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from io import StringIO
 
-import httpx
+import httpx2 as httpx
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-import httpx
+import httpx2 as httpx
 import pytest
 from django.core.management import call_command
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from conversations.models import ApiKey, Message, Model, Profile, PromptTemplate, UsageRecord

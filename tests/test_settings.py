@@ -46,7 +46,7 @@ def test_a_wrong_encryption_key_is_a_clear_error_at_start():
 
 @pytest.mark.django_db(transaction=True)
 def test_with_debug_off_plain_http_on_loopback_serves_pages_and_static_files(django_db_blocker):
-    import httpx
+    import httpx2 as httpx
 
     from tests.live import Server
 

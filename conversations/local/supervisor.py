@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 from conversations import local
 from conversations.local.server import EXIT_PORT_TAKEN
