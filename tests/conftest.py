@@ -84,6 +84,26 @@ def conversation(alice, provider):
     return Conversation.objects.create(owner=alice, model=Model.objects.get(name="echo"))
 
 
+@pytest.fixture(autouse=True)
+def _servers_quiet_before_flush(request):
+    """A test's live servers may still be writing (a reply, a usage batch) when it ends; the
+    database flush that follows must not race them (PostgreSQL: a TRUNCATE deadlock)."""
+    servers = {"site_server", "api_server", "two_servers"} & set(request.fixturenames)
+    if servers:
+        request.getfixturevalue("transactional_db")  # set up first, so flushed after this waits
+    yield
+    if not servers:
+        return
+    import time
+
+    from conversations.models import Message
+
+    deadline = time.monotonic() + 15
+    while Message.objects.filter(status="streaming").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # the servers' usage batches (USAGE_FLUSH_SECONDS = 0.2)
+
+
 # -- API keys
 
 
