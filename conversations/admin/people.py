@@ -19,12 +19,15 @@ from conversations.models import Profile
 User = get_user_model()
 
 
-def invitation_link(request, user) -> str:
+def set_password_path(user) -> str:
     """A set-password link (Django's password reset): it works once, and expires after
     PASSWORD_RESET_TIMEOUT (3 days)."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
-    return request.build_absolute_uri(reverse("password_reset_confirm", args=[uid, token]))
+    return reverse("password_reset_confirm", args=[uid, default_token_generator.make_token(user)])
+
+
+def invitation_link(request, user) -> str:
+    return request.build_absolute_uri(set_password_path(user))
 
 
 def invite(username: str, email: str = "", *, admin: bool = False):

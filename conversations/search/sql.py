@@ -132,3 +132,12 @@ def page_sql(owner_id: int, hits: Part | None, titles: Part | None, title_marked
 # The columns of page_sql's rows, in order.
 COLUMNS = ("conversation_id", "message_id", "title", "title_marked", "role", "message_model",
            "conversation_model", "message_created_at", "conversation_updated_at", "passage")
+
+
+def every_title(owner_id: int, filters: Part) -> Part:
+    """The owner's conversations, unranked: a search by filters alone (no words), same on both backends."""
+    sql = f"""
+        SELECT c.id AS conversation_id, 0 AS score
+        FROM conversations_conversation c LEFT JOIN conversations_model cm ON cm.id = c.model_id
+        WHERE c.owner_id = %s {filters.sql}"""
+    return Part(sql, [owner_id, *filters.params])

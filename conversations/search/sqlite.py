@@ -11,6 +11,7 @@ from conversations.search.query import Query
 from conversations.search.sql import (
     RANKED_MATCHES,
     Part,
+    every_title,
     message_filters,
     page_sql,
     searches_messages,
@@ -91,11 +92,7 @@ def titles(owner_id: int, query: Query) -> Part:
             LEFT JOIN conversations_model cm ON cm.id = c.model_id
             WHERE conversations_conversation_fts MATCH %s AND c.owner_id = %s {filters.sql}"""
         return Part(sql, [words_match(query), owner_id, *filters.params])
-    sql = f"""
-        SELECT c.id AS conversation_id, 0 AS score
-        FROM conversations_conversation c LEFT JOIN conversations_model cm ON cm.id = c.model_id
-        WHERE c.owner_id = %s {filters.sql}"""
-    return Part(sql, [owner_id, *filters.params])
+    return every_title(owner_id, filters)
 
 
 def page(owner_id: int, query: Query, limit: int, offset: int) -> Part:

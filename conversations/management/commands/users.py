@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.tokens import default_token_generator
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 
 from conversations import audit
-from conversations.admin.people import invite
+from conversations.admin.people import invite, set_password_path
 
 
 class Command(BaseCommand):
@@ -28,7 +25,6 @@ class Command(BaseCommand):
             raise CommandError(f"A user named {username!r} exists already.")
         user = invite(username, email, admin=admin)
         audit.record(None, "invite", user, admin=admin, via="command")
-        uid = urlsafe_base64_encode(force_bytes(user.pk))
-        link = f"{site_url.rstrip('/')}/accounts/reset/{uid}/{default_token_generator.make_token(user)}/"
+        link = site_url.rstrip("/") + set_password_path(user)
         self.stdout.write(f"Invited {username} ({'admin' if admin else 'member'}). Their set-password link:")
         self.stdout.write(link)
