@@ -203,3 +203,47 @@ LOCAL_MODEL = env.bool("LOCAL_MODEL", default=True)
 LOCAL_MODEL_PORT = env.int("LOCAL_MODEL_PORT", default=8011)
 # Generation threads: a few are enough for a 135M model, and leave the cores to the web processes.
 LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", default=max(1, min(4, (os.cpu_count() or 2) // 2)))
+
+# -- Signing in and email (conversations/sso; README, "Single sign-on"). Kept last on purpose.
+# OpenID Connect single sign-on through mozilla-django-oidc: on when OIDC_ISSUER and
+# OIDC_CLIENT_ID are set. The endpoints come from {OIDC_ISSUER}/.well-known/openid-configuration
+# (cached for OIDC_DISCOVERY_SECONDS); state, nonce and PKCE (S256) are always used.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env_or_file("OIDC_CLIENT_SECRET") or ""
+OIDC_NAME = env.str("OIDC_NAME", default="single sign-on")  # the button: "Sign in with {OIDC_NAME}"
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGO", default="RS256")
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)  # seconds, each request to the provider
+OIDC_DISCOVERY_SECONDS = env.int("OIDC_DISCOVERY_SECONDS", default=3600)
+# Who may come in: new accounts only for these email domains (none by default), or none at all
+# with OIDC_INVITED_ONLY (then only people with an account, e.g. invited, linked by verified email).
+OIDC_ALLOWED_DOMAINS = [domain.lower() for domain in env.list("OIDC_ALLOWED_DOMAINS", default=[])]
+OIDC_INVITED_ONLY = env.bool("OIDC_INVITED_ONLY", default=False)
+# Groups from a claim, set on every sign-in ("" leaves groups to the admin panel); members of
+# OIDC_ADMIN_GROUP become admins and others members ("" leaves roles to the admin panel).
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_ADMIN_GROUP = env.str("OIDC_ADMIN_GROUP", default="")
+# PASSWORD_LOGIN=0: usernames and passwords sign nobody in; superusers get in by a one-time link
+# from `manage.py users breakglass NAME`, valid for BREAKGLASS_SECONDS.
+PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)
+BREAKGLASS_SECONDS = env.int("BREAKGLASS_SECONDS", default=15 * 60)
+AUTHENTICATION_BACKENDS = [
+    "conversations.sso.backends.PasswordBackend",
+    "conversations.sso.backends.SSOBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("conversations.sso.context.sign_in")
+
+# Email for password reset and invitations, as a URL (django-environ): smtp+tls://user:password@
+# host:587, smtps://...:465, smtp://host:25. Unset: mail is printed to the console, and invitation
+# links are shown to the admin instead.
+EMAIL_URL = env_or_file("EMAIL_URL") or ""  # it holds the SMTP password: EMAIL_URL_FILE works too
+EMAIL_CONFIG = environ.Env.email_url_config(EMAIL_URL or "consolemail://")
+globals().update(EMAIL_CONFIG)
+EMAIL_DELIVERS = bool(EMAIL_URL) and EMAIL_CONFIG["EMAIL_BACKEND"].rsplit(".", 2)[-2] not in {"console", "dummy"}
+EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT", 10)  # seconds; a mail server that hangs fails instead
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Chatsite <chatsite@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL

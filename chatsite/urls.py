@@ -15,6 +15,7 @@ urlpatterns = [
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("conversations.sso.urls")),  # single sign-on, break-glass, reset mail
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.tokens import default_token_generator
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.encoding import force_bytes
@@ -15,6 +17,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from conversations import audit
 from conversations.models import Profile
+from conversations.sso import mail
 
 User = get_user_model()
 
@@ -28,6 +31,15 @@ def set_password_path(user) -> str:
 
 def invitation_link(request, user) -> str:
     return request.build_absolute_uri(set_password_path(user))
+
+
+def send_invitation(user, link: str) -> bool:
+    """Email the set-password link when the site sends mail (EMAIL_URL); False when it did not,
+    and the admin passes the link on."""
+    if not (user.email and settings.EMAIL_DELIVERS):
+        return False
+    body = render_to_string("registration/invitation_email.txt", {"user": user, "link": link})
+    return mail.send("You are invited to Chatsite", body, user.email)
 
 
 def invite(username: str, email: str = "", *, admin: bool = False):
@@ -85,7 +97,8 @@ class ChatsiteUserAdmin(UserAdmin):
         if request.method == "POST" and form.is_valid():
             user = invite(form.cleaned_data["username"], form.cleaned_data["email"], admin=form.cleaned_data["admin"])
             audit.record(request.user, "invite", user, admin=user.is_superuser)
-            context |= {"invited": user, "link": invitation_link(request, user)}
+            link = invitation_link(request, user)
+            context |= {"invited": user, "link": link, "emailed": send_invitation(user, link)}
         return TemplateResponse(request, "admin/auth/user/invite.html", context)
 
     @admin.action(description="Deactivate (they can no longer log in or use their keys)")
