@@ -242,8 +242,17 @@ TEMPLATES[0]["OPTIONS"]["context_processors"].append("conversations.sso.context.
 # links are shown to the admin instead.
 EMAIL_URL = env_or_file("EMAIL_URL") or ""  # it holds the SMTP password: EMAIL_URL_FILE works too
 EMAIL_CONFIG = environ.Env.email_url_config(EMAIL_URL or "consolemail://")
-globals().update(EMAIL_CONFIG)
 EMAIL_DELIVERS = bool(EMAIL_URL) and EMAIL_CONFIG["EMAIL_BACKEND"].rsplit(".", 2)[-2] not in {"console", "dummy"}
-EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT", 10)  # seconds; a mail server that hangs fails instead
+MAILERS = {"default": {"BACKEND": EMAIL_CONFIG["EMAIL_BACKEND"], "OPTIONS": {}}}  # Django 6.1's form
+if EMAIL_CONFIG["EMAIL_BACKEND"].endswith(".smtp.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {
+        "host": EMAIL_CONFIG["EMAIL_HOST"], "port": EMAIL_CONFIG["EMAIL_PORT"],
+        "username": EMAIL_CONFIG.get("EMAIL_HOST_USER") or None,
+        "password": EMAIL_CONFIG.get("EMAIL_HOST_PASSWORD") or None,
+        "use_tls": EMAIL_CONFIG.get("EMAIL_USE_TLS", False), "use_ssl": EMAIL_CONFIG.get("EMAIL_USE_SSL", False),
+        "timeout": EMAIL_CONFIG.get("EMAIL_TIMEOUT", 10),  # seconds: a mail server that hangs fails instead
+    }
+elif EMAIL_CONFIG["EMAIL_BACKEND"].endswith(".filebased.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {"file_path": EMAIL_CONFIG["EMAIL_FILE_PATH"]}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Chatsite <chatsite@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
