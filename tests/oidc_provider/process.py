@@ -8,14 +8,13 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.live import ROOT, free_port
+from tests.live import ROOT, Server, free_port
 
 
 def rsa_key_pem() -> str:
@@ -24,10 +23,12 @@ def rsa_key_pem() -> str:
                              serialization.NoEncryption()).decode()
 
 
-class OidcProvider:
+class OidcProvider(Server):
     """django-oauth-toolkit's OIDC provider on a free loopback port, with its own SQLite db."""
 
     def __init__(self):
+        # Not Server's __init__ (that starts the site); its start (polling /healthz), output and
+        # stop serve this process as they are.
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.issuer = f"{self.url}/o"
@@ -42,32 +43,8 @@ class OidcProvider:
             [sys.executable, "-m", "tests.oidc_provider.server", str(self.port), self.client_id, self.client_secret],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def start(self) -> OidcProvider:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the provider exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the provider did not start: {self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()[-3000:]
-
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        super().stop()
         self.dir.cleanup()
 
     def settings(self, **more) -> dict:

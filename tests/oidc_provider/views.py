@@ -22,6 +22,10 @@ class Validator(OAuth2Validator):
         return {"preferred_username": request.user.username, **CLAIMS.get(request.user.username, {})}
 
 
+def healthz(request):
+    return HttpResponse("ok")
+
+
 @csrf_exempt
 def put_user(request):
     """Create or update a person at the provider: username, password and their claims."""
