@@ -230,7 +230,9 @@ OIDC_ADMIN_GROUP = env.str("OIDC_ADMIN_GROUP", default="")
 # from `manage.py users breakglass NAME`, valid for BREAKGLASS_SECONDS.
 PASSWORD_LOGIN = env.bool("PASSWORD_LOGIN", default=True)
 BREAKGLASS_SECONDS = env.int("BREAKGLASS_SECONDS", default=15 * 60)
+# Backends set earlier in this file (say, a login throttle's) stay first.
 AUTHENTICATION_BACKENDS = [
+    *[b for b in globals().get("AUTHENTICATION_BACKENDS", []) if b != "django.contrib.auth.backends.ModelBackend"],
     "conversations.sso.backends.PasswordBackend",
     "conversations.sso.backends.SSOBackend",
     "django.contrib.auth.backends.ModelBackend",

@@ -80,7 +80,7 @@ def test_forgot_password_with_the_mail_server_down_logs_one_line_and_no_tracebac
 
 def test_an_invitation_is_emailed_when_mail_is_set_up(admin_client, client, smtp):
     page = admin_client.post("/admin/auth/user/invite/", {"username": "dana", "email": "dana@example.com"}).content.decode()
-    assert "We emailed their set-password link to dana@example.com" in page
+    assert "We emailed their invitation to dana@example.com" in page
     assert "/accounts/reset/" not in page  # the link went to dana only
     [message] = smtp.messages
     assert message["To"] == "dana@example.com" and "Your username is dana." in message.get_content()
@@ -96,7 +96,7 @@ def test_an_invitation_shows_the_link_when_the_mail_server_is_down(admin_client,
 def test_the_users_command_emails_the_invitation(db, smtp):
     out = StringIO()
     call_command("users", "invite", "erin", "--email", "erin@example.com", stdout=out)
-    assert "Emailed their set-password link to erin@example.com" in out.getvalue()
+    assert "Emailed their invitation to erin@example.com" in out.getvalue()
     [message] = smtp.messages
     assert link_in(message, "http://127.0.0.1:8000")
 
@@ -120,3 +120,13 @@ def test_email_url_sets_up_smtp_and_the_console_is_the_default():
     assert smtp["mailers"]["default"] == {"BACKEND": SMTP, "OPTIONS": {
         "host": "mail.example.com", "port": 587, "username": "chat@example.com", "password": "s3cret",
         "use_tls": True, "use_ssl": False, "timeout": 10}}
+
+
+def test_with_passwords_off_an_invitation_leads_to_the_sign_in_button(admin_client, smtp, settings):
+    settings.PASSWORD_LOGIN = False
+    admin_client.post("/admin/auth/user/invite/", {"username": "dana", "email": "dana@example.com"})
+    [message] = smtp.messages
+    assert re.search(r"Sign in here with your company account \(dana@example.com\):\s+http://testserver/accounts/login/\s",
+                     message.get_content())
+    assert "/accounts/reset/" not in message.get_content()
+    assert admin_client.get("/accounts/password_reset/").status_code == 404

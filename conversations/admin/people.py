@@ -29,8 +29,14 @@ def set_password_path(user) -> str:
     return reverse("password_reset_confirm", args=[uid, default_token_generator.make_token(user)])
 
 
+def invitation_path(user) -> str:
+    """Where an invitee starts: choosing a password, or (PASSWORD_LOGIN=0) the login page and
+    its single sign-on button, where their verified email finds the account."""
+    return set_password_path(user) if settings.PASSWORD_LOGIN else reverse("login")
+
+
 def invitation_link(request, user) -> str:
-    return request.build_absolute_uri(set_password_path(user))
+    return request.build_absolute_uri(invitation_path(user))
 
 
 def send_invitation(user, link: str) -> bool:
@@ -38,7 +44,8 @@ def send_invitation(user, link: str) -> bool:
     and the admin passes the link on."""
     if not (user.email and settings.EMAIL_DELIVERS):
         return False
-    body = render_to_string("registration/invitation_email.txt", {"user": user, "link": link})
+    body = render_to_string("registration/invitation_email.txt",
+                            {"user": user, "link": link, "password_login": settings.PASSWORD_LOGIN})
     return mail.send("You are invited to Chatsite", body, user.email)
 
 

@@ -11,5 +11,6 @@ urlpatterns = [
     path("oidc/callback/", views.Callback.as_view(), name="oidc_authentication_callback"),
     path("breakglass/<uidb64>/<token>/", views.breakglass, name="breakglass"),
     # Before django.contrib.auth.urls, so this one answers: a mail failure is one log line.
-    path("password_reset/", PasswordResetView.as_view(form_class=QuietPasswordResetForm), name="password_reset"),
+    path("password_reset/", views.password_reset(PasswordResetView.as_view(form_class=QuietPasswordResetForm)),
+         name="password_reset"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 import requests
 from django.conf import settings
@@ -85,6 +86,19 @@ class Callback(OIDCAuthenticationCallbackView):
 
     def login_failure(self):
         return back_to_login(self.request, f"Signing in with {settings.OIDC_NAME} did not complete. Please try again.")
+
+
+def password_reset(view):
+    """Django's password reset, gone when local passwords are off (a new one would not work)."""
+
+    @login_not_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not settings.PASSWORD_LOGIN:
+            raise Http404("Local passwords are turned off.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 @login_not_required

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from conversations import audit
-from conversations.admin.people import invite, send_invitation, set_password_path
+from conversations.admin.people import invitation_path, invite, send_invitation
 from conversations.sso.breakglass import breakglass_path
 
 
@@ -46,9 +46,9 @@ class Command(BaseCommand):
             raise CommandError(f"A user named {username!r} exists already.")
         user = invite(username, email, admin=admin)
         audit.record(None, "invite", user, admin=admin, via="command")
-        link = site_url.rstrip("/") + set_password_path(user)
+        link = site_url.rstrip("/") + invitation_path(user)
         if send_invitation(user, link):
-            self.stdout.write(f"Invited {username} ({'admin' if admin else 'member'}). Emailed their set-password link to {email}.")
+            self.stdout.write(f"Invited {username} ({'admin' if admin else 'member'}). Emailed their invitation to {email}.")
             return
-        self.stdout.write(f"Invited {username} ({'admin' if admin else 'member'}). Their set-password link:")
+        self.stdout.write(f"Invited {username} ({'admin' if admin else 'member'}). Their link:")
         self.stdout.write(link)
