@@ -200,11 +200,35 @@ def test_a_used_code_is_refused(client, sso, idp):
     fresh_state = parse_qs(urlsplit(start(other)).query)["state"][0]
     response = other.get(re.sub(r"state=[^&]+", f"state={fresh_state}", back))
     assert response["Location"] == "/accounts/login/"
-    assert "has expired or was already used" in notice(other) and signed_in_as(other) is None
+    assert "Example ID did not accept this sign-in (it may have expired or been used already)" in notice(other)
+    assert signed_in_as(other) is None
     # And the same callback again in the first browser: its state is spent.
     client.logout()
     client.get(back)
     assert "did not complete" in notice(client) and signed_in_as(client) is None
+
+
+def tamper_pending_sign_in(client, field: str) -> None:
+    session = client.session
+    for pending in session["oidc_states"].values():
+        pending[field] = "x" * 64
+    session.save()
+
+
+def test_a_token_with_another_nonce_is_refused(client, sso, idp):
+    idp.person("kim", email="kim@example.com", email_verified=True)
+    back = idp.authorize(start(client), "kim")
+    tamper_pending_sign_in(client, "nonce")
+    client.get(back)
+    assert "The sign-in could not be verified" in notice(client) and signed_in_as(client) is None
+
+
+def test_a_wrong_pkce_verifier_is_refused_by_the_provider(client, sso, idp):
+    idp.person("kim", email="kim@example.com", email_verified=True)
+    back = idp.authorize(start(client), "kim")
+    tamper_pending_sign_in(client, "code_verifier")
+    client.get(back)
+    assert "Example ID did not accept this sign-in" in notice(client) and signed_in_as(client) is None
 
 
 def test_a_provider_that_is_down_gives_a_clear_message(client, sso, settings):

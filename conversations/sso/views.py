@@ -72,10 +72,10 @@ class Callback(OIDCAuthenticationCallbackView):
             return back_to_login(request, str(refused))
         except requests.HTTPError as exc:
             if exc.response is not None and 400 <= exc.response.status_code < 500:
-                # invalid_grant: the code expired, was used already, or was not issued to us.
+                # invalid_grant: the code expired or was used already, or the PKCE verifier is wrong.
                 logger.warning("SSO: the provider refused the code: %s", exc)
-                return back_to_login(request, "That sign-in link has expired or was already used. "
-                                              f"Please sign in with {settings.OIDC_NAME} again.")
+                return back_to_login(request, f"{settings.OIDC_NAME} did not accept this sign-in (it may have "
+                                              "expired or been used already). Please sign in again.")
             return unreachable(request, exc)
         except (requests.RequestException, discovery.ProviderUnavailable) as exc:
             return unreachable(request, exc)
