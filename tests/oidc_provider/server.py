@@ -14,7 +14,7 @@ def main() -> None:
     port, client_id, client_secret = sys.argv[1:4]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.oidc_provider.settings")
     django.setup()
-    call_command("migrate", verbosity=0)
+    call_command("migrate", run_syncdb=True, verbosity=0)
     from oauth2_provider.models import get_application_model
 
     get_application_model().objects.create(

@@ -41,3 +41,5 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "tests.oidc_provider.views.Validator",
     "SCOPES": {"openid": "OpenID Connect", "email": "Email", "profile": "Profile"},
 }
+# Tables straight from the models: a fresh provider starts in a fraction of the migrations' time.
+MIGRATION_MODULES = {app: None for app in ("auth", "contenttypes", "sessions", "oauth2_provider")}
