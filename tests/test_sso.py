@@ -238,21 +238,42 @@ def test_a_provider_that_is_down_gives_a_clear_message(client, sso, settings):
     assert "Example ID cannot be reached right now" in notice(client)
 
 
-def test_a_provider_that_goes_down_mid_sign_in_gives_a_clear_message(client, sso, settings):
-    short_lived = OidcProvider().start()
-    try:
-        short_lived.allow_redirect(CALLBACK)
-        settings.OIDC_ISSUER = short_lived.issuer
-        settings.OIDC_RP_CLIENT_ID = short_lived.client_id
-        settings.OIDC_RP_CLIENT_SECRET = short_lived.client_secret
-        short_lived.person("jo", email="jo@example.com", email_verified=True)
-        back = short_lived.authorize(start(client), "jo")
-    finally:
-        short_lived.stop()
+@pytest.fixture
+def short_lived(sso, settings):
+    """A provider of its own, which a test may stop or set up oddly."""
+
+    def start(**env) -> OidcProvider:
+        provider = OidcProvider(**env).start()
+        started.append(provider)
+        provider.allow_redirect(CALLBACK)
+        settings.OIDC_ISSUER = provider.issuer
+        settings.OIDC_RP_CLIENT_ID = provider.client_id
+        settings.OIDC_RP_CLIENT_SECRET = provider.client_secret
+        return provider
+
+    started: list[OidcProvider] = []
+    yield start
+    for provider in started:
+        provider.stop()
+
+
+def test_a_provider_that_goes_down_mid_sign_in_gives_a_clear_message(client, short_lived):
+    provider = short_lived()
+    provider.person("jo", email="jo@example.com", email_verified=True)
+    back = provider.authorize(start(client), "jo")
+    provider.process.terminate()
+    provider.process.wait(10)
     response = client.get(back)
     assert response.status_code == 302 and response["Location"] == "/accounts/login/"
     assert "Example ID cannot be reached right now" in notice(client)
     assert signed_in_as(client) is None
+
+
+def test_an_expired_id_token_is_refused(client, short_lived):
+    provider = short_lived(PROVIDER_ID_TOKEN_SECONDS="-600")
+    provider.person("jo", email="jo@example.com", email_verified=True)
+    client.get(provider.authorize(start(client), "jo"))
+    assert "The sign-in could not be verified" in notice(client) and signed_in_as(client) is None
 
 
 # -- local passwords off

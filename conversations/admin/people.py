@@ -40,7 +40,7 @@ def invitation_link(request, user) -> str:
 
 
 def send_invitation(user, link: str) -> bool:
-    """Email the set-password link when the site sends mail (EMAIL_URL); False when it did not,
+    """Email the invitation link when the site sends mail (EMAIL_URL); False when it did not,
     and the admin passes the link on."""
     if not (user.email and settings.EMAIL_DELIVERS):
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
+import jwt
 import requests
 from django.conf import settings
 from django.contrib import messages
@@ -79,7 +80,7 @@ class Callback(OIDCAuthenticationCallbackView):
             return unreachable(request, exc)
         except (requests.RequestException, discovery.ProviderUnavailable) as exc:
             return unreachable(request, exc)
-        except SuspiciousOperation as exc:
+        except (SuspiciousOperation, jwt.PyJWTError) as exc:  # state, nonce, signature, expiry
             logger.warning("SSO: rejected a callback: %s", exc)
             return back_to_login(request, "The sign-in could not be verified (it may have been started "
                                           f"in another browser or tab). Please sign in with {settings.OIDC_NAME} again.")

@@ -26,7 +26,7 @@ def rsa_key_pem() -> str:
 class OidcProvider(Server):
     """django-oauth-toolkit's OIDC provider on a free loopback port, with its own SQLite db."""
 
-    def __init__(self):
+    def __init__(self, **env):
         # Not Server's __init__ (that starts the site); its start (polling /healthz), output and
         # stop serve this process as they are.
         self.port = free_port()
@@ -37,7 +37,7 @@ class OidcProvider(Server):
         self.dir = tempfile.TemporaryDirectory(prefix="oidc-provider-")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.oidc_provider.settings",
                "PROVIDER_DB": str(Path(self.dir.name) / "provider.sqlite3"), "PROVIDER_RSA_KEY": rsa_key_pem(),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **env}
         self.log = open(Path(self.dir.name) / "provider.log", "w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.oidc_provider.server", str(self.port), self.client_id, self.client_secret],

@@ -40,6 +40,8 @@ OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,  # a client that skips PKCE is refused
     "OAUTH2_VALIDATOR_CLASS": "tests.oidc_provider.views.Validator",
     "SCOPES": {"openid": "OpenID Connect", "email": "Email", "profile": "Profile"},
+    # A test sets it below zero: ID tokens that have expired when they arrive.
+    "ID_TOKEN_EXPIRE_SECONDS": int(os.environ.get("PROVIDER_ID_TOKEN_SECONDS", "36000")),
 }
 # Tables straight from the models: a fresh provider starts in a fraction of the migrations' time.
 MIGRATION_MODULES = {app: None for app in ("auth", "contenttypes", "sessions", "oauth2_provider")}
