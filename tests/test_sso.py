@@ -42,9 +42,9 @@ def sso(settings, idp, charlie):
     return idp
 
 
-def start(client) -> str:
+def start(client, **params) -> str:
     """The "Sign in with" button: where it sends the browser."""
-    response = client.get("/accounts/oidc/authenticate/")
+    response = client.get("/accounts/oidc/authenticate/", params)
     assert response.status_code == 302, response
     return response["Location"]
 
@@ -93,6 +93,13 @@ def test_someone_from_an_allowed_domain_gets_an_account_on_first_sign_in(client,
     client.logout()
     sign_in(client, idp, "dana")
     assert signed_in_as(client).pk == dana.pk and User.objects.filter(email__iexact="dana@example.com").count() == 1
+
+
+@pytest.mark.parametrize(("next_url", "landing"), [("/search/?q=x", "/search/?q=x"), ("https://evil.example/", "/")])
+def test_sign_in_returns_to_the_page_asked_for_on_this_site_only(client, sso, idp, next_url, landing):
+    idp.person("lee", email="lee@example.com", email_verified=True)
+    response = client.get(idp.authorize(start(client, next=next_url), "lee"))
+    assert response["Location"] == landing and signed_in_as(client).username == "lee"
 
 
 def test_other_domains_get_no_account(client, sso, idp):
