@@ -40,7 +40,7 @@ def api_keys(request):
             audit.record(request.user, "create", api_key, via="settings")
             form = NewKeyForm()
     month = _month_start()
-    keys = (ApiKey.objects.filter(owner=request.user)
+    keys = (ApiKey.objects.filter(owner=request.user).select_related("owner")
             .annotate(spent=Sum("usage__cost"), spent_month=Sum("usage__cost", filter=Q(usage__created_at__gte=month)))
             .order_by("-created_at"))
     mine = UsageRecord.objects.filter(user=request.user)
