@@ -79,10 +79,30 @@ def test_provider_actions_test_the_connection_and_sync_models(admin_client, upst
     page = admin_client.post(url, {"action": "test_connection", "_selected_action": [provider.pk, down.pk]},
                              follow=True).content.decode()
     assert re.search(r"Loop: OK, \d+ models, \d+ ms", page)  # the admin capitalizes messages
-    assert "Down: failed: " in page
+    assert re.search(r"Down: failed: could not connect, \d+ ms", page)
+    # An upstream that echoes the key it was given: the admin sees the status, never the body.
+    echo = Provider(name="echoer", base_url=upstream.url + "/echo-key/v1")
+    echo.api_key = "sk-echoed-back-5678"
+    echo.save()
+    page = admin_client.post(url, {"action": "test_connection", "_selected_action": [echo.pk]}, follow=True).content.decode()
+    assert re.search(r"Echoer: failed: HTTP 401 \(it refused the API key\), \d+ ms", page)
+    assert "sk-echoed-back" not in page and "Incorrect API key" not in page
+    page = admin_client.post(url, {"action": "sync_models", "_selected_action": [echo.pk]}, follow=True).content.decode()
+    assert "could not list models: HTTP 401" in page and "sk-echoed-back" not in page
     page = admin_client.post(url, {"action": "sync_models", "_selected_action": [provider.pk]}, follow=True).content.decode()
     assert "Loop: 12 new models" in page
     assert Model.objects.filter(provider=provider, name="echo").exists()
+
+
+@pytest.mark.parametrize("base_url, error", [
+    ("ftp://files.example.com/v1", "Use an http:// or https:// URL."),
+    ("https://admin:sk-secret@api.example.com/v1", "No credentials in the URL"),
+])
+def test_a_provider_url_must_be_http_without_credentials(admin_client, base_url, error):
+    page = admin_client.post("/admin/conversations/provider/add/", {
+        "name": "bad", "base_url": base_url, "enabled": "on", "timeout": "60"}).content.decode()
+    assert error in page
+    assert not Provider.objects.exists()
 
 
 def test_models_get_prices_and_can_be_disabled_from_the_list(admin_client, provider):
