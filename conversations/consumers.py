@@ -17,11 +17,14 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime
+from importlib import import_module
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
@@ -33,6 +36,7 @@ from conversations.models.chat import INTERRUPTED_ERROR
 SNAPSHOT_WAIT_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN = 4401, 4403
 DEACTIVATED = "Your account has been deactivated."
+LOGGED_OUT = "You are no longer logged in here (logged out, or your account was changed). Reload the page."
 
 log = logging.getLogger("chatsite.chat")
 
@@ -117,9 +121,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         user, conversation = self.scope["user"], self.conversation
-        # Re-read on every action: a member deactivated since connecting is refused at once.
-        if not await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists():
-            await self.user_deactivated({})
+        if not await self.still_logged_in():
+            await self.send(text_data=frames.notice(LOGGED_OUT))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         action = content.get("action") or "send"
         try:
@@ -138,6 +142,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # One bad request must not end the tab's socket (and its view of a running reply).
             log.exception("chat action %r failed in conversation %s", action, conversation.pk)
             await self.send(text_data=frames.notice("That request failed. Try again, or reload the page."))
+
+    async def still_logged_in(self) -> bool:
+        """Asked on every action, as a page request would: the session read afresh (logged out
+        elsewhere, password changed) and the member still active. A few indexed reads."""
+        user = self.scope["user"]
+        if "session" not in self.scope:  # mounted without the session stack: the user's row
+            return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
+        store = import_module(settings.SESSION_ENGINE).SessionStore(self.scope["session"].session_key)
+        return (await get_user({"session": store})).pk == user.pk
 
     async def user_deactivated(self, event):
         await self.send(text_data=frames.notice(DEACTIVATED))

@@ -156,6 +156,31 @@ async def test_a_deactivated_member_s_message_is_refused_even_if_the_socket_miss
     # Deactivated behind the signal's back (a bulk update): the per-action check still holds.
     await type(alice).objects.filter(pk=alice.pk).aupdate(is_active=False)
     await t.send(message="one more")
-    notice = await t.read_until(lambda f: "deactivated" in f)
-    assert "Your account has been deactivated." in notice[-1]
+    notice = await t.read_until(lambda f: "composer-notice" in f)
+    assert "You are no longer logged in here" in notice[-1]
+    assert (await t.comm.receive_output(timeout=5))["type"] == "websocket.close"
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+
+
+async def test_after_logging_out_elsewhere_the_open_socket_is_refused(alice, conversation):
+    client = Client()
+    await sync_to_async(client.force_login)(alice)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    t = await tab(conversation.id, cookie=cookie)
+    assert await t.connect()
+    await sync_to_async(client.post)("/accounts/logout/")  # the same session, ended in another tab
+    await t.send(message="after logout")
+    notice = await t.read_until(lambda f: "composer-notice" in f)
+    assert "You are no longer logged in here" in notice[-1]
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+
+
+async def test_after_a_password_change_an_old_session_s_socket_is_refused(alice, conversation):
+    t = await tab(conversation.id, cookie=await session_cookie(alice))
+    assert await t.connect()
+    alice.set_password("a-new-password-entirely")
+    await sync_to_async(alice.save)()
+    await t.send(message="after the change")
+    notice = await t.read_until(lambda f: "composer-notice" in f)
+    assert "You are no longer logged in here" in notice[-1]
     assert not await Message.objects.filter(conversation=conversation).aexists()
