@@ -54,7 +54,10 @@ def api_keys(request):
         "remaining_total": _remaining(profile and profile.budget_total, spent_total),
         "days": daily(mine.filter(created_at__gte=timezone.now() - timedelta(days=30))),
     }
-    return render(request, "conversations/api_keys.html", context)
+    response = render(request, "conversations/api_keys.html", context)
+    if new_secret:
+        response["Cache-Control"] = "no-store"  # the page holding the key is not kept by the browser
+    return response
 
 
 @require_POST
