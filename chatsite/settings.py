@@ -201,7 +201,9 @@ SECURE_CSP = {
     "connect-src": [CSP.SELF],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.SELF],
-    "form-action": [CSP.SELF],
+    # Chrome also applies form-action to the redirect after a form's POST: a sign-in or sign-out
+    # that redirects to an identity provider needs that provider's origin in CSP_FORM_ACTION.
+    "form-action": [CSP.SELF, *env.list("CSP_FORM_ACTION", default=[])],
     "frame-ancestors": [CSP.NONE],
 }
 if extra := env.list("CSP_REPORT_URI", default=[]):

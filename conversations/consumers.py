@@ -5,9 +5,10 @@ written by tasks of their own (conversations.chat.replies), which deliver to thi
 the hub. What lives here is keeping one tab in step: catching up on connect, and skipping the
 fragments of a reply that the tab's snapshot of it already holds.
 
-Security: the origin was checked before this consumer runs (chatsite/origins.py) and the login
-at connect; every action re-reads whether the member is still active, and deactivating a member
-closes their open sockets through the per-user group (see `disconnect_user`).
+Security: the origin was checked before this consumer runs (chatsite/origins.py), the login and
+the conversation's owner at connect; every action reads the session afresh (still logged in,
+still active), and deactivating a member closes their open sockets through a per-user group
+(`disconnect_user`). A frame it cannot take is explained in place; the socket stays open.
 """
 
 from __future__ import annotations
