@@ -54,7 +54,7 @@ def FirstRunMiddleware(get_response):  # noqa: N802 - named like the class middl
 
 def _throttled(request):
     """A login POST while its username or address is locked out: the refusal page (429)."""
-    if request.method != "POST" or request.path not in (settings.LOGIN_URL, reverse("admin:login")):
+    if request.method != "POST" or request.path not in {reverse("login"), reverse("admin:login"), settings.LOGIN_URL}:
         return None
     wait = throttle.locked_for(request, request.POST.get("username"))
     if not wait:
