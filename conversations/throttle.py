@@ -7,11 +7,15 @@ process sees the same counts, in memory otherwise (one process, like the rest of
 conversations.middleware.LoginThrottleMiddleware refuses a login POST while either count is at
 its limit: a locked account cannot be guessed at, and one address cannot try many accounts.
 A successful login clears its username's count (not the address's).
+
+With Redis unreachable, logins are not throttled (and an error is logged): the sessions live in
+the database, so people can still log in during a Redis outage rather than all being locked out.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 
@@ -21,6 +25,9 @@ from django.dispatch import receiver
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+log = logging.getLogger("chatsite.security")
 
 
 @functools.cache
@@ -44,6 +51,19 @@ def _subjects(request, username: str | None) -> list[tuple[RateLimitItemPerSecon
     return subjects
 
 
+def _fail_open(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except RedisError:
+            log.exception("login throttling is off while Redis is unreachable")
+            return 0
+
+    return wrapper
+
+
+@_fail_open
 def locked_for(request, username: str | None) -> int:
     """Seconds until this username or address may try again; 0 if they may now."""
     wait = 0.0
@@ -55,12 +75,14 @@ def locked_for(request, username: str | None) -> int:
 
 
 @receiver(user_login_failed, dispatch_uid="chatsite-login-throttle-failed")
+@_fail_open
 def count_failure(sender, credentials, request=None, **kwargs):
     for item, kind, identity in _subjects(request, credentials.get("username")):
         _limiter().hit(item, "login", kind, identity)
 
 
 @receiver(user_logged_in, dispatch_uid="chatsite-login-throttle-succeeded")
+@_fail_open
 def clear_user(sender, request, user, **kwargs):
     item = RateLimitItemPerSecond(settings.LOGIN_FAILURES_PER_USER, settings.LOGIN_COOLOFF_SECONDS)
     _limiter().clear(item, "login", "user", user.get_username().casefold())

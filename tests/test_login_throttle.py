@@ -70,3 +70,17 @@ def test_after_the_cool_off_the_account_may_log_in_again(client, alice):
         assert time.monotonic() < deadline, "still locked out long after the cool-off"
         time.sleep(0.1)
     assert response.status_code == 302
+
+
+def test_with_redis_unreachable_logins_work_unthrottled(client, alice, caplog):
+    from conversations import throttle
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens on port 1
+        throttle._limiter.cache_clear()
+        try:
+            for _ in range(7):
+                assert attempt(client, "/accounts/login/", "alice", "wrong").status_code == 200
+            assert attempt(client, "/accounts/login/", "alice", "alice-password").status_code == 302
+        finally:
+            throttle._limiter.cache_clear()
+    assert "login throttling is off while Redis is unreachable" in caplog.text
