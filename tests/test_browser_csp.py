@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import ApiKey, Conversation, Message
+from conversations.models import ApiKey, Conversation, Message, PromptTemplate, UsageRecord
 from tests.conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -98,6 +99,11 @@ def test_member_pages_work_under_the_policy(watched, site_server, alice, provide
 
 def test_admin_pages_work_under_the_policy(watched, site_server, charlie, alice, provider):
     page = watched
+    # Something for the usage charts (SVG) and the template preview to show.
+    UsageRecord.objects.create(request_id="r1", source="api", user=alice, model_name="echo", prompt_tokens=3,
+                               completion_tokens=5, cost=Decimal("0.01"))
+    template = PromptTemplate.objects.create(name="summarize", messages=[{"role": "system", "content": "In {{lang}}."}],
+                                             variables={"lang": None})
     page.goto(f"{site_server.url}/admin/login/")
     page.get_by_label("Username").fill("charlie")
     page.get_by_label("Password").fill("charlie-password")
@@ -108,10 +114,16 @@ def test_admin_pages_work_under_the_policy(watched, site_server, charlie, alice,
     for path in ["conversations/provider/", "conversations/model/", "conversations/apikey/",
                  "conversations/prompttemplate/", "conversations/usagerecord/", "conversations/auditlog/",
                  "auth/user/", "auth/group/", f"conversations/provider/{provider.pk}/change/",
-                 "conversations/prompttemplate/add/", f"auth/user/{alice.pk}/change/", "auth/user/invite/"]:
+                 "conversations/prompttemplate/add/", f"conversations/prompttemplate/{template.pk}/change/",
+                 f"auth/user/{alice.pk}/change/", "auth/user/invite/"]:
         page.goto(f"{site_server.url}/admin/{path}")
         expect(page.locator("#content")).to_be_visible()
         assert_clean(page)
+    page.goto(f"{site_server.url}/admin/conversations/usagerecord/")
+    expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
+    page.goto(f"{site_server.url}/admin/conversations/prompttemplate/{template.pk}/change/")
+    expect(page.locator("mark")).to_have_text("{{lang}}")
+    assert_clean(page)
 
     # A new key: the owner picked by autocomplete (select2), the key shown once, Copy works.
     page.goto(f"{site_server.url}/admin/conversations/apikey/add/")
