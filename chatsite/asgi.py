@@ -13,8 +13,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatsite.origins import SameOriginValidator  # noqa: E402
 from conversations import local  # noqa: E402
 from conversations.api.handler import APIHandler  # noqa: E402
 from conversations.lifecycle import lifespan  # noqa: E402
@@ -35,8 +35,9 @@ async def http(scope, receive, send):
 application = ProtocolTypeRouter(
     {
         "http": http,
-        # Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the session.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Origin: the site's own, scheme, host and port (no cross-site websocket hijacking); then
+        # the session. The consumer checks the login and the conversation's owner.
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "lifespan": lifespan,
     }
 )

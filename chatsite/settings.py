@@ -59,8 +59,6 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
 INSTALLED_APPS = [
     "daphne",
@@ -82,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",  # see "Security" below
+    "conversations.middleware.LoginThrottleMiddleware",  # see "Security" below
     "conversations.middleware.FirstRunMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -103,6 +103,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # csp_nonce, for the scripts that need one
             ],
         },
     },
@@ -176,6 +177,44 @@ STATIC_ROOT = VAR_DIR / "static"  # for collectstatic, if you want it; not neede
 STATIC_ROOT.mkdir(exist_ok=True)
 # WhiteNoise serves straight from the app's static folders: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = True
+
+# -- Security (README, "Security"). Kept together in this block.
+# HSTS (with CHATSITE_HTTPS): includeSubDomains and preload are commitments for the whole domain
+# (preload is hard to undo), so they are off unless turned on here.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The deploy check warns about those two being off: they are off on purpose.
+SILENCED_SYSTEM_CHECKS = [
+    *(["security.W005"] if not SECURE_HSTS_INCLUDE_SUBDOMAINS else []),
+    *(["security.W021"] if not SECURE_HSTS_PRELOAD else []),
+]
+# Content-Security-Policy (Django's own middleware): scripts only from this site's files (or with
+# the page's nonce), no inline handlers, no eval; styles from files; images from the site (so a
+# model's markdown cannot load a tracking image); the websocket and htmx to the site only.
+from django.utils.csp import CSP  # noqa: E402
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    # Chrome also applies form-action to the redirect after a form's POST: a sign-in or sign-out
+    # that redirects to an identity provider needs that provider's origin in CSP_FORM_ACTION.
+    "form-action": [CSP.SELF, *env.list("CSP_FORM_ACTION", default=[])],
+    "frame-ancestors": [CSP.NONE],
+}
+if extra := env.list("CSP_REPORT_URI", default=[]):
+    SECURE_CSP["report-uri"] = extra
+# Login throttling (conversations/throttle.py), on /accounts/login/ and /admin/login/: after this
+# many failed logins for one username, or from one address, within the cool-off, further attempts
+# are refused until it has passed. Counted in Redis when REDIS_URL is set (all processes).
+LOGIN_FAILURES_PER_USER = env.int("LOGIN_FAILURES_PER_USER", default=5)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
+LOGIN_COOLOFF_SECONDS = env.int("LOGIN_COOLOFF_SECONDS", default=15 * 60)
+# -- end of the security block
 
 # -- Chat behaviour
 CHAT_BATCH_SECONDS = env.float("CHAT_BATCH_SECONDS", default=0.05)  # one websocket frame per 50 ms

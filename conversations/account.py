@@ -40,7 +40,7 @@ def api_keys(request):
             audit.record(request.user, "create", api_key, via="settings")
             form = NewKeyForm()
     month = _month_start()
-    keys = (ApiKey.objects.filter(owner=request.user)
+    keys = (ApiKey.objects.filter(owner=request.user).select_related("owner")
             .annotate(spent=Sum("usage__cost"), spent_month=Sum("usage__cost", filter=Q(usage__created_at__gte=month)))
             .order_by("-created_at"))
     mine = UsageRecord.objects.filter(user=request.user)
@@ -54,7 +54,10 @@ def api_keys(request):
         "remaining_total": _remaining(profile and profile.budget_total, spent_total),
         "days": daily(mine.filter(created_at__gte=timezone.now() - timedelta(days=30))),
     }
-    return render(request, "conversations/api_keys.html", context)
+    response = render(request, "conversations/api_keys.html", context)
+    if new_secret:
+        response["Cache-Control"] = "no-store"  # the page holding the key is not kept by the browser
+    return response
 
 
 @require_POST

@@ -4,17 +4,29 @@ Thin on purpose: what a tab asks for is done by conversations.chat.actions, and 
 written by tasks of their own (conversations.chat.replies), which deliver to this socket through
 the hub. What lives here is keeping one tab in step: catching up on connect, and skipping the
 fragments of a reply that the tab's snapshot of it already holds.
+
+Security: the origin was checked before this consumer runs (chatsite/origins.py), the login and
+the conversation's owner at connect; every action reads the session afresh (still logged in,
+still active), and deactivating a member closes their open sockets through a per-user group
+(`disconnect_user`). A frame it cannot take is explained in place; the socket stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from datetime import UTC, datetime
+from importlib import import_module
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from conversations.chat import actions, frames, hub
@@ -23,6 +35,54 @@ from conversations.models import Conversation, Message
 from conversations.models.chat import INTERRUPTED_ERROR
 
 SNAPSHOT_WAIT_SECONDS = 2.0
+CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN = 4401, 4403
+DEACTIVATED = "Your account has been deactivated."
+LOGGED_OUT = "You are no longer logged in here (logged out, or your account was changed). Reload the page."
+
+log = logging.getLogger("chatsite.chat")
+
+
+def user_group(user_id: int) -> str:
+    """Every socket of one member, in every process: deactivation closes them."""
+    return f"user.{user_id}"
+
+
+async def disconnect_user(user_id: int) -> None:
+    await get_channel_layer().group_send(user_group(user_id), {"type": "user.deactivated"})
+
+
+class BadFrame(ValueError):
+    """A frame the chat cannot take; its message is shown in place and the socket stays open."""
+
+
+def parse_frame(text_data: str | None) -> dict:
+    if text_data is None:
+        raise BadFrame("The chat speaks JSON text frames only.")
+    try:
+        content = json.loads(text_data)
+    except ValueError:
+        raise BadFrame("That request was not understood (not JSON).") from None
+    if not isinstance(content, dict):
+        raise BadFrame("That request was not understood (expected a JSON object).")
+    _check_storable(content)
+    return content
+
+
+def _check_storable(value) -> None:
+    """NUL and unpaired surrogates cannot be stored (PostgreSQL, UTF-8): refused up front."""
+    if isinstance(value, dict):
+        for item in (*value.keys(), *value.values()):
+            _check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise BadFrame("That message contains a NUL character, which cannot be stored.")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise BadFrame("That message contains an unpaired surrogate character, which cannot be stored.") from None
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -31,16 +91,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope["user"]
         if not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         pk = self.scope["url_route"]["kwargs"]["pk"]
         self.conversation = await Conversation.objects.select_related("model").filter(pk=pk, owner=user).afirst()
         if self.conversation is None:
-            await self.close(code=4403)
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         self.seen: dict[int, int] = {}  # message id -> last fragment this tab has
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # fragments held until a snapshot arrives
         await self.accept()
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.channel_layer.group_add(hub.conversation_group(pk), self.channel_name)
         hub.join(pk, self)
         await self.catch_up(_since(self.scope))
@@ -49,11 +110,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.conversation is not None:
             hub.leave(self.conversation.id, self)
             await self.channel_layer.group_discard(hub.conversation_group(self.conversation.id), self.channel_name)
+            await self.channel_layer.group_discard(user_group(self.scope["user"].pk), self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = parse_frame(text_data)
+        except BadFrame as exc:
+            await self.send(text_data=frames.notice(str(exc)))
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs):
-        if not isinstance(content, dict):
-            return
         user, conversation = self.scope["user"], self.conversation
+        if not await self.still_logged_in():
+            await self.send(text_data=frames.notice(LOGGED_OUT))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         action = content.get("action") or "send"
         try:
             if action == "send":
@@ -63,8 +135,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await actions.stop(conversation)
             elif action == "regenerate":
                 await actions.regenerate(user, conversation, content.get("message_id"))
+            else:
+                raise actions.ChatError("That request was not understood (unknown action).")
         except actions.ChatError as exc:
             await self.send(text_data=frames.notice(str(exc)))
+        except Exception:
+            # One bad request must not end the tab's socket (and its view of a running reply).
+            log.exception("chat action %r failed in conversation %s", action, conversation.pk)
+            await self.send(text_data=frames.notice("That request failed. Try again, or reload the page."))
+
+    async def still_logged_in(self) -> bool:
+        """Asked on every action, as a page request would: the session read afresh (logged out
+        elsewhere, password changed) and the member still active. A few indexed reads."""
+        user = self.scope["user"]
+        if "session" not in self.scope:  # mounted without the session stack: the user's row
+            return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
+        store = import_module(settings.SESSION_ENGINE).SessionStore(self.scope["session"].session_key)
+        return (await get_user({"session": store})).pk == user.pk
+
+    async def user_deactivated(self, event):
+        await self.send(text_data=frames.notice(DEACTIVATED))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     # -- delivery (called by the hub, from reply tasks of this process)
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.decorators import sync_and_async_middleware
+
+from conversations import throttle
 
 SETUP_URL = "/setup/"
 EXEMPT_PREFIXES = (SETUP_URL, "/static/", "/healthz", "/v1/")
@@ -44,5 +48,37 @@ def FirstRunMiddleware(get_response):  # noqa: N802 - named like the class middl
                 if not _site_has_users:
                     return redirect(SETUP_URL)
             return get_response(request)
+
+    return middleware
+
+
+def _throttled(request):
+    """A login POST while its username or address is locked out: the refusal page (429)."""
+    if request.method != "POST" or request.path not in {reverse("login"), reverse("admin:login"), settings.LOGIN_URL}:
+        return None
+    wait = throttle.locked_for(request, request.POST.get("username"))
+    if not wait:
+        return None
+    minutes = max(1, round(wait / 60))
+    context = {"minutes": minutes, "login_url": request.path}
+    response = render(request, "registration/throttled.html", context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+@sync_and_async_middleware
+def LoginThrottleMiddleware(get_response):  # noqa: N802 - named like the class middleware it stands beside
+    """Refuses login attempts for a cool-off after repeated failures (conversations/throttle.py)."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            if request.method == "POST" and (refused := await sync_to_async(_throttled)(request)):
+                return refused
+            return await get_response(request)
+
+    else:
+
+        def middleware(request):
+            return _throttled(request) or get_response(request)
 
     return middleware

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from django.contrib.auth import get_user_model
 
-from conversations import middleware
+from conversations import middleware, throttle
 from conversations.gateway import usage
 from conversations.models import ApiKey, Conversation, Model, Provider
 from tests.live import Server
@@ -44,6 +44,7 @@ def _close_async_connections(django_db_setup, django_db_blocker):
 def _fresh_process_state(upstream):
     """What a process remembers between requests starts empty in each test."""
     middleware.reset()
+    throttle.reset()
     usage.discard_pending()
     upstream.requests.clear()
     yield

@@ -79,10 +79,30 @@ def test_provider_actions_test_the_connection_and_sync_models(admin_client, upst
     page = admin_client.post(url, {"action": "test_connection", "_selected_action": [provider.pk, down.pk]},
                              follow=True).content.decode()
     assert re.search(r"Loop: OK, \d+ models, \d+ ms", page)  # the admin capitalizes messages
-    assert "Down: failed: " in page
+    assert re.search(r"Down: failed: could not connect, \d+ ms", page)
+    # An upstream that echoes the key it was given: the admin sees the status, never the body.
+    echo = Provider(name="echoer", base_url=upstream.url + "/echo-key/v1")
+    echo.api_key = "sk-echoed-back-5678"
+    echo.save()
+    page = admin_client.post(url, {"action": "test_connection", "_selected_action": [echo.pk]}, follow=True).content.decode()
+    assert re.search(r"Echoer: failed: HTTP 401 \(it refused the API key\), \d+ ms", page)
+    assert "sk-echoed-back" not in page and "Incorrect API key" not in page
+    page = admin_client.post(url, {"action": "sync_models", "_selected_action": [echo.pk]}, follow=True).content.decode()
+    assert "could not list models: HTTP 401" in page and "sk-echoed-back" not in page
     page = admin_client.post(url, {"action": "sync_models", "_selected_action": [provider.pk]}, follow=True).content.decode()
     assert "Loop: 12 new models" in page
     assert Model.objects.filter(provider=provider, name="echo").exists()
+
+
+@pytest.mark.parametrize("base_url, error", [
+    ("ftp://files.example.com/v1", "Use an http:// or https:// URL."),
+    ("https://admin:sk-secret@api.example.com/v1", "No credentials in the URL"),
+])
+def test_a_provider_url_must_be_http_without_credentials(admin_client, base_url, error):
+    page = admin_client.post("/admin/conversations/provider/add/", {
+        "name": "bad", "base_url": base_url, "enabled": "on", "timeout": "60"}).content.decode()
+    assert error in page
+    assert not Provider.objects.exists()
 
 
 def test_models_get_prices_and_can_be_disabled_from_the_list(admin_client, provider):
@@ -98,22 +118,38 @@ def test_models_get_prices_and_can_be_disabled_from_the_list(admin_client, provi
     assert (echo.enabled, echo.input_price, echo.output_price, echo.display_name) == (True, Decimal("0.15"), Decimal("0.60"), "Echo")
 
 
+def assert_stored_nowhere(secret: str) -> None:
+    """Not in any row of any table (sessions above all); the key's hash is what is kept."""
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from the database itself
+            assert secret not in repr(cursor.fetchall()), table
+    from django.contrib.sessions.models import Session
+
+    assert Session.objects.exists()  # the admin's session is there, and holds no key
+    assert all(secret not in repr(s.get_decoded()) for s in Session.objects.all())
+
+
 def test_a_new_api_key_is_shown_once_then_revoked_and_rotated(admin_client, alice, provider):
     response = admin_client.post("/admin/conversations/apikey/add/", {
         "owner": alice.pk, "name": "ci", "allowed_models": [Model.objects.get(name="echo").pk], "rpm": "60",
-        "budget_total": "10"}, follow=True)
+        "budget_total": "10"})
+    assert response.status_code == 200  # shown in the answer to the POST itself
+    assert "no-store" in response["Cache-Control"]
     page = response.content.decode()
     secret = re.search(r'value="(cs-[0-9a-f]{8}_[^"]+)"', page).group(1)
     key = ApiKey.objects.get()
     assert key.matches(secret) and key.rpm == 60 and key.budget_total == 10
     assert "Copy" in page
-    assert secret not in admin_client.get(response.redirect_chain[-1][0]).content.decode()  # once
-    assert secret not in admin_client.get(f"/admin/conversations/apikey/{key.pk}/change/").content.decode()
+    assert_stored_nowhere(secret)
+    for url in ["/admin/conversations/apikey/", f"/admin/conversations/apikey/{key.pk}/change/"]:  # once
+        assert secret not in admin_client.get(url).content.decode()
     assert async_to_sync(authenticate)(f"Bearer {secret}").pk == key.pk
 
     page = admin_client.post("/admin/conversations/apikey/", {"action": "rotate", "_selected_action": [key.pk]},
                              follow=True).content.decode()
     rotated = re.search(r'value="(cs-[0-9a-f]{8}_[^"]+)"', page).group(1)
+    assert_stored_nowhere(rotated)
     assert rotated != secret and async_to_sync(authenticate)(f"Bearer {rotated}").pk == key.pk
     with pytest.raises(GatewayError):
         async_to_sync(authenticate)(f"Bearer {secret}")

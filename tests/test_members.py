@@ -16,7 +16,9 @@ from tests.wsclient import Tab
 def test_members_manage_only_their_own_keys(client, alice, bob):
     bobs_key, _ = ApiKey.issue(bob, name="bob's laptop")
     client.force_login(alice)
-    page = client.post("/settings/keys/", {"name": "my script"}).content.decode()
+    response = client.post("/settings/keys/", {"name": "my script"})
+    assert response["Cache-Control"] == "no-store"
+    page = response.content.decode()
     secret = re.search(r'value="(cs-[0-9a-f]{8}_[^"]+)"', page).group(1)
     key = ApiKey.objects.get(owner=alice)
     assert key.matches(secret) and key.name == "my script"

@@ -71,3 +71,29 @@ def test_a_tab_on_each_process_sees_the_same_reply_and_stop_reaches_it(browser, 
     reply = Message.objects.get(role="assistant")
     assert reply.status == "cancelled" and "word40" in reply.content and "word399" not in reply.content
     assert first.locator(".message.assistant .body").inner_text() == second.locator(".message.assistant .body").inner_text()
+
+
+def test_a_member_deactivated_on_one_process_is_cut_off_in_a_tab_on_another(browser, two_servers, alice, charlie,
+                                                                              provider):
+    one, two = two_servers
+    tab = open_on(browser, one)
+    tab.get_by_role("button", name="New chat").first.click()
+    tab.wait_for_url(re.compile(r".*/c/\d+/$"))
+    tab.wait_for_function(CONNECTED)
+
+    admin = browser.new_page()
+    admin.set_default_timeout(15_000)
+    log_in(admin, two.url, "charlie", "charlie-password")
+    admin.goto(f"{two.url}/admin/auth/user/?q=alice")
+    admin.locator("input[name=_selected_action]").first.check()
+    admin.locator("select[name=action]").select_option("deactivate")
+    admin.get_by_role("button", name="Run").click()
+    expect(admin.get_by_text("Deactivated 1")).to_be_visible()
+
+    # The deactivation on process two reaches the socket on process one through Redis.
+    expect(tab.locator("#composer-notice")).to_have_text("Your account has been deactivated.")
+    tab.get_by_label("Message").fill("still here?")
+    tab.get_by_role("button", name="Send").click()
+    tab.reload()  # the page itself now leads to the login
+    expect(tab).to_have_url(re.compile(r"/accounts/login/"))
+    assert not Message.objects.exists()

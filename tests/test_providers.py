@@ -53,7 +53,11 @@ def test_sync_adds_only_new_models_and_names_clashes_by_provider(upstream, provi
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["add", "x", "--base-url", "not a url"], "is not an http(s) URL"),
+        (["add", "x", "--base-url", "not a url"], "Use an http:// or https:// URL"),
+        (["add", "x", "--base-url", "ftp://files.example.com/v1"], "Use an http:// or https:// URL"),
+        (["add", "x", "--base-url", "file:///etc/passwd"], "Use an http:// or https:// URL"),
+        (["add", "x", "--base-url", "https://user:sk-secret@api.example.com/v1"], "No credentials in the URL"),
+        (["add", "x", "--base-url", "https://sk-secret@api.example.com/v1"], "No credentials in the URL"),
         (["add", "x", "--base-url", "http://127.0.0.1:1/v1"], "Could not list the models of x"),
         (["add", "x", "--base-url", "http://127.0.0.1:1/v1", "--api-key-env", "NO_SUCH_VAR_HERE"], "NO_SUCH_VAR_HERE is not set"),
         (["sync", "nope"], "No provider named 'nope'"),

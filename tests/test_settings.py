@@ -62,3 +62,16 @@ def test_with_debug_off_plain_http_on_loopback_serves_pages_and_static_files(dja
         assert first_visit.status_code == 200 and "Create the admin account" in first_visit.text
     finally:
         server.stop()
+
+
+def test_hsts_covers_subdomains_and_preload_only_when_turned_on():
+    show = "from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)"
+    default = manage("shell", "-c", show, **PRODUCTION, CHATSITE_HTTPS="1")
+    assert default.stdout.splitlines()[-1].split() == ["31536000", "False", "False"], default.stderr
+    on = manage("shell", "-c", show, **PRODUCTION, CHATSITE_HTTPS="1", SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+                SECURE_HSTS_PRELOAD="1")
+    assert on.stdout.splitlines()[-1].split() == ["31536000", "True", "True"], on.stderr
+    # Turned on, the deploy check is still clean; off, its warnings about them are silenced on purpose.
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION, CHATSITE_HTTPS="1",
+                    SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -92,6 +92,8 @@ class Upstream:
         self.requests.append({"path": scope["path"], "body": body, "headers": headers})
         if scope["path"] == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "test"} for m in MODELS]})
+        elif scope["path"] == "/echo-key/v1/models":  # refuses the key and echoes it back, as some do
+            await _json(send, 401, {"error": {"message": f"Incorrect API key provided: {headers.get('authorization')}"}})
         elif scope["path"] == "/v1/chat/completions" and body:
             await self.chat(body, send, receive)
         else:

@@ -7,9 +7,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, Sum
-from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -17,21 +15,7 @@ from django.utils.safestring import mark_safe
 from conversations import audit
 from conversations.gateway.templates import SLOT, render_messages, slots_of
 from conversations.models import ApiKey, PromptTemplate
-
-SESSION_SECRETS = "chatsite-new-api-keys"  # secrets waiting to be shown, once, keyed by key id
-
-
-def remember_secret(request, api_key: ApiKey, secret: str) -> None:
-    pending = request.session.get(SESSION_SECRETS, {})
-    pending[str(api_key.pk)] = secret
-    request.session[SESSION_SECRETS] = pending
-
-
-def take_secret(request, api_key: ApiKey) -> str | None:
-    pending = request.session.get(SESSION_SECRETS, {})
-    secret = pending.pop(str(api_key.pk), None)
-    request.session[SESSION_SECRETS] = pending
-    return secret
+from conversations.models.gateway import KEY_STATES
 
 
 def month_start():
@@ -43,17 +27,10 @@ class StatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
+        return [(state, state.capitalize()) for state in KEY_STATES]
 
     def queryset(self, request, queryset):
-        now = timezone.now()
-        if self.value() == "active":
-            return queryset.active()
-        if self.value() == "revoked":
-            return queryset.exclude(revoked_at=None)
-        if self.value() == "expired":
-            return queryset.filter(revoked_at=None, expires_at__lte=now)
-        return queryset
+        return queryset.in_state(self.value()) if self.value() in KEY_STATES else queryset
 
 
 @admin.register(ApiKey)
@@ -93,9 +70,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status")
     def status(self, key: ApiKey) -> str:
-        if key.revoked_at:
-            return "revoked"
-        return "active" if key.is_active else "expired"
+        return key.state
 
     @admin.display(description="Spent", ordering="spent")
     def spent_total(self, key: ApiKey):
@@ -107,9 +82,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            secret = obj.assign_secret()
+            # Kept on the instance for response_add only: never in the session or anywhere stored.
+            obj.new_secret = obj.assign_secret()
             super().save_model(request, obj, form, change)
-            remember_secret(request, obj, secret)
             audit.record(request.user, "create", obj, owner=obj.owner.username)
         else:
             super().save_model(request, obj, form, change)
@@ -120,18 +95,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
     def response_add(self, request, obj, post_url_continue=None):
-        return redirect(reverse("admin:conversations_apikey_created", args=[obj.pk]))
+        """The new key, shown once, in the answer to the POST that made it."""
+        return self.secrets_page(request, [(obj, obj.new_secret)], "Your new API key")
 
-    def get_urls(self):
-        created = self.admin_site.admin_view(self.created_view)
-        return [path("<int:pk>/created/", created, name="conversations_apikey_created"), *super().get_urls()]
-
-    def created_view(self, request, pk: int):
-        """The new key, shown once: reloading this page shows it no more."""
-        api_key = get_object_or_404(ApiKey, pk=pk)
-        context = {**self.admin_site.each_context(request), "api_key": api_key, "secret": take_secret(request, api_key),
-                   "opts": self.model._meta, "title": "Your new API key"}
-        return TemplateResponse(request, "admin/conversations/apikey/created.html", context)
+    def secrets_page(self, request, secrets: list[tuple[ApiKey, str]], title: str) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "secrets": secrets, "opts": self.model._meta,
+                   "title": title}
+        return TemplateResponse(request, "admin/conversations/apikey/created.html", context)  # never_cache: admin's
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
@@ -142,15 +112,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate: a new secret, same settings")
     def rotate(self, request, queryset):
-        keys = list(queryset)
-        for key in keys:
-            remember_secret(request, key, key.rotate())
+        rotated = []
+        for key in queryset.select_related("owner"):
+            rotated.append((key, key.rotate()))
             audit.record(request.user, "rotate", key)
-        if len(keys) == 1:
-            return redirect(reverse("admin:conversations_apikey_created", args=[keys[0].pk]))
-        context = {**self.admin_site.each_context(request), "rotated": [(k, take_secret(request, k)) for k in keys],
-                   "opts": self.model._meta, "title": "New secrets"}
-        return TemplateResponse(request, "admin/conversations/apikey/created.html", context)
+        return self.secrets_page(request, rotated, "New secrets")
 
 
 class PromptTemplateForm(forms.ModelForm):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -16,10 +22,28 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from conversations import audit
+from conversations.consumers import disconnect_user
 from conversations.models import Profile
 from conversations.sso import mail
 
 User = get_user_model()
+log = logging.getLogger("chatsite.admin")
+
+
+@receiver(post_save, sender=User, dispatch_uid="chatsite-close-sockets-of-deactivated")
+def close_sockets_of_deactivated(sender, instance, update_fields=None, **kwargs):
+    """However a member is deactivated (this admin, the `users` command, the shell), their open
+    chat sockets close, in every process. (Admin modules load in every process, commands too.)"""
+    if instance.is_active or (update_fields is not None and "is_active" not in update_fields):
+        return
+
+    def send():
+        try:
+            async_to_sync(disconnect_user)(instance.pk)
+        except Exception:  # the channel layer down: each socket still re-checks on its next action
+            log.exception("could not close the chat sockets of deactivated user %s", instance.pk)
+
+    transaction.on_commit(send)
 
 
 def set_password_path(user) -> str:

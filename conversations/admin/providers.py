@@ -14,6 +14,14 @@ from conversations.llm.client import UpstreamError
 from conversations.models import Model, Provider
 
 
+def outcome(exc: UpstreamError) -> str:
+    """What went wrong, by status only: the upstream's body may echo our key or anything else."""
+    if exc.upstream_status:
+        refused = " (it refused the API key)" if exc.upstream_status in (401, 403) else ""
+        return f"HTTP {exc.upstream_status}{refused}"
+    return {503: "could not connect", 504: "timed out"}.get(exc.status, "not an OpenAI-compatible model list")
+
+
 class ProviderForm(forms.ModelForm):
     api_key = forms.CharField(
         required=False, strip=True, label="API key",
@@ -72,7 +80,8 @@ class ProviderAdmin(admin.ModelAdmin):
             try:
                 found = async_to_sync(provider.afetch_models)()
             except UpstreamError as exc:
-                self.message_user(request, f"{provider.name}: failed: {exc.message}", messages.ERROR)
+                latency = (time.perf_counter() - started) * 1000
+                self.message_user(request, f"{provider.name}: failed: {outcome(exc)}, {latency:.0f} ms.", messages.ERROR)
             else:
                 latency = (time.perf_counter() - started) * 1000
                 self.message_user(request, f"{provider.name}: OK, {len(found)} models, {latency:.0f} ms.", messages.SUCCESS)
@@ -83,7 +92,7 @@ class ProviderAdmin(admin.ModelAdmin):
             try:
                 created = provider.sync_models()
             except UpstreamError as exc:
-                self.message_user(request, f"{provider.name}: could not list models: {exc.message}", messages.ERROR)
+                self.message_user(request, f"{provider.name}: could not list models: {outcome(exc)}.", messages.ERROR)
                 continue
             audit.record(request.user, "sync", provider, created=[m.name for m in created])
             names = ", ".join(m.name for m in created) or "none"

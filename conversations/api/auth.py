@@ -11,7 +11,6 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.gateway import cache
@@ -60,12 +59,9 @@ async def authenticate(header: str) -> ApiKey:
     key = await _key_by_prefix(ApiKey.prefix_of(token))
     if key is None or not key.matches(token):
         raise GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
-    if key.revoked_at is not None:
-        raise GatewayError(401, "This API key has been revoked.", code="revoked_api_key")
-    if key.expires_at is not None and key.expires_at <= timezone.now():
-        raise GatewayError(401, f"This API key expired on {key.expires_at:%Y-%m-%d %H:%M} UTC.", code="expired_api_key")
-    if not key.owner.is_active:
-        raise GatewayError(401, "The owner of this API key is deactivated.", code="inactive_user")
+    if refusal := key.refusal():
+        code, message = refusal
+        raise GatewayError(401, message, code=code)
     return key
 
 

@@ -22,12 +22,27 @@ def hash_secret(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# Whether a key is usable: decided here only, by `ApiKey.state` (one key) and the ApiKeyQuerySet
+# methods (the same rule in SQL), for the API, the admin, the command and the members' page.
+ACTIVE, REVOKED, EXPIRED, OWNER_INACTIVE = "active", "revoked", "expired", "owner inactive"
+KEY_STATES = [ACTIVE, REVOKED, EXPIRED, OWNER_INACTIVE]
+
+
 class ApiKeyQuerySet(models.QuerySet):
+    def in_state(self, state: str):
+        not_revoked = models.Q(revoked_at=None)
+        expired = models.Q(expires_at__lte=timezone.now())
+        owner_active = models.Q(owner__is_active=True)
+        return self.filter({
+            ACTIVE: not_revoked & ~expired & owner_active,
+            REVOKED: ~not_revoked,
+            EXPIRED: not_revoked & expired,
+            OWNER_INACTIVE: not_revoked & ~expired & ~owner_active,
+        }[state])
+
     def active(self):
-        now = timezone.now()
-        return self.filter(revoked_at=None).filter(
-            models.Q(expires_at=None) | models.Q(expires_at__gt=now)
-        )
+        """Usable keys: not revoked, not expired, their owner active."""
+        return self.in_state(ACTIVE)
 
 
 class ApiKey(models.Model):
@@ -102,10 +117,28 @@ class ApiKey(models.Model):
         return self.default_model.name if self.default_model_id else ""
 
     @property
+    def state(self) -> str:
+        """active, revoked, expired or "owner inactive" (reads the owner: select_related it)."""
+        if self.revoked_at is not None:
+            return REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return EXPIRED
+        return ACTIVE if self.owner.is_active else OWNER_INACTIVE
+
+    @property
     def is_active(self) -> bool:
-        if self.revoked_at:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
+        return self.state == ACTIVE
+
+    def refusal(self) -> tuple[str, str] | None:
+        """Why a request with this key is refused, as (error code, message); None if usable."""
+        match self.state:
+            case "revoked":
+                return "revoked_api_key", "This API key has been revoked."
+            case "expired":
+                return "expired_api_key", f"This API key expired on {self.expires_at:%Y-%m-%d %H:%M} UTC."
+            case "owner inactive":
+                return "inactive_user", "The owner of this API key is deactivated."
+        return None
 
 
 class Profile(models.Model):

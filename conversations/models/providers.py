@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from conversations import encryption
@@ -23,6 +26,19 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """http(s) only (no file:, ftp:), and no user:password@ (it would sit in clear, and in
+        logs): the key goes in the API key field, where it is encrypted."""
+        try:
+            parts = urlsplit(self.base_url or "")
+            has_credentials = bool(parts.username or parts.password or "@" in parts.netloc)
+        except ValueError:
+            raise ValidationError({"base_url": "Not a URL."}) from None
+        if parts.scheme not in ("http", "https"):
+            raise ValidationError({"base_url": "Use an http:// or https:// URL."})
+        if has_credentials:
+            raise ValidationError({"base_url": "No credentials in the URL: put the API key in its own field."})
 
     @property
     def api_key(self) -> str:

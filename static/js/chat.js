@@ -42,6 +42,12 @@
     }
   });
 
+  // A form that asks first (Delete): data-confirm holds the question.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   // Opened from a search result (#msg-<id>): show that message rather than the latest.
   document.addEventListener("DOMContentLoaded", function () {
     var list = messages(), target = location.hash.indexOf("#msg-") === 0 && document.getElementById(location.hash.slice(1));

@@ -64,11 +64,9 @@ class Command(BaseCommand):
         keys = ApiKey.objects.select_related("owner").order_by("owner__username", "-created_at")
         if not keys:
             self.stdout.write("No API keys yet: python manage.py apikeys create --user NAME")
-        now = timezone.now()
         for key in keys:
-            state = "revoked" if key.revoked_at else "expired" if key.expires_at and key.expires_at <= now else "active"
             expires = f" expires {key.expires_at:%Y-%m-%d}" if key.expires_at else ""
-            self.stdout.write(f"{key.prefix}  {key.owner.username:<16} {state:<8} {key.name}{expires}")
+            self.stdout.write(f"{key.prefix}  {key.owner.username:<16} {key.state:<8} {key.name}{expires}")
 
     def handle_revoke(self, key, **_):
         api_key = ApiKey.objects.filter(prefix=ApiKey.prefix_of(key.strip().rstrip("…"))).first()
@@ -77,8 +75,7 @@ class Command(BaseCommand):
         if api_key.revoked_at:
             self.stdout.write(f"{api_key.prefix} was already revoked on {api_key.revoked_at:%Y-%m-%d %H:%M}.")
             return
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        api_key.revoke()
         audit.record(None, "revoke", api_key, via="command")
         self.stdout.write(self.style.SUCCESS(f"Revoked {api_key.prefix}."))
 
