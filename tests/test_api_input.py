@@ -287,3 +287,50 @@ def test_what_the_specification_refuses_is_still_422(api_server, alice_key, body
     body = {"messages": [{"role": "user", "content": "hi"}], **body}
     assert assert_openai_error(send(api_server.url, alice_key, **body), 422)["param"] == param
     assert not UsageRecord.objects.exists()
+
+
+# -- a failure nobody foresaw: injected, since every known one is a 4xx now
+
+
+@pytest.fixture
+def in_process_api():
+    from conversations.api.handler import APIHandler
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=APIHandler()), base_url="http://testserver")
+
+
+async def test_an_unexpected_failure_is_an_openai_shaped_500_with_the_request_id(in_process_api, alice_key, monkeypatch,
+                                                                               caplog):
+    from conversations.gateway import pipeline
+
+    async def broken_plan(caller, body):
+        raise RuntimeError("a bug with a secret in it")
+
+    monkeypatch.setattr(pipeline, "plan", broken_plan)
+    async with in_process_api as client:
+        response = await client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"},
+                                     json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    error = assert_openai_error(response, 500)
+    assert error["code"] == "internal_error" and response.headers["x-request-id"] in error["message"]
+    assert "secret" not in response.text  # the traceback goes to the log, with the request id
+    assert any(response.headers["x-request-id"] in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_an_unexpected_failure_mid_stream_is_an_error_event(in_process_api, alice_key, monkeypatch):
+    from conversations.gateway import pipeline
+    from conversations.llm.client import Chunk
+
+    async def broken_stream(plan):
+        yield [Chunk({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "echo",
+                      "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]})]
+        raise RuntimeError("a bug mid-stream")
+
+    monkeypatch.setattr(pipeline, "stream", broken_stream)
+    async with in_process_api as client:
+        response = await client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"},
+                                     json={"model": "echo", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert response.status_code == 200 and events[-1] == "[DONE]"
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Hi"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "internal_error" and response.headers["x-request-id"] in error["message"]

@@ -24,10 +24,12 @@ from conversations.models import ApiKey, Profile
 log = logging.getLogger("chatsite.api")
 
 
-def error_response(exc: GatewayError) -> JsonResponse:
+def error_response(exc: GatewayError, request_id: str | None = None) -> JsonResponse:
     response = JsonResponse(exc.as_dict(), status=exc.status)
     if exc.retry_after:
         response["Retry-After"] = str(exc.retry_after)
+    if request_id:
+        response["X-Request-Id"] = request_id
     return response
 
 
@@ -45,9 +47,7 @@ def unexpected_error_response(request, exc: Exception, request_id: str | None = 
         log.error("/v1 request %s failed: %s %s", request_id, getattr(request, "method", ""),
                   getattr(request, "path", ""), exc_info=exc)
         error = internal_error(request_id)
-    response = error_response(error)
-    response["X-Request-Id"] = request_id
-    return response
+    return error_response(error, request_id)
 
 
 def api_endpoint(*methods: str):

@@ -40,7 +40,9 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.urls import set_script_prefix
 
-from conversations.api.auth import unexpected_error_response
+from conversations.api.auth import error_response, unexpected_error_response
+from conversations.gateway.errors import GatewayError
+from conversations.gateway.pipeline import new_request_id
 
 
 class _Processed(Exception):
@@ -114,9 +116,10 @@ class APIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         check_connections_on_next_use()
         body = StreamedBody(receive, scope)
-        request, error_response = self.create_request(scope, io.BytesIO())
-        if request is None:  # headers or query string that are not text
-            await self.send_response(unexpected_error_response(None, ValueError("undecodable request")), send)
+        request, _ = self.create_request(scope, io.BytesIO())
+        if request is None:  # a query string that is not UTF-8
+            error = GatewayError(400, "The request's query string is not UTF-8 text.", code="invalid_request")
+            await self.send_response(error_response(error, new_request_id()), send)
             return
         request.body_reader = body
         try:
