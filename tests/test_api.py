@@ -214,7 +214,7 @@ def test_a_model_the_key_may_not_use_is_permission_denied_on_both_doors(api_serv
 
 def test_a_model_restricted_to_a_group_does_not_exist_for_others(sdk, alice):
     """As OpenAI answers: not found, the same on /v1/models/{id}, the API and the chat
-    (tests/test_chat.py), so that a model's existence is not revealed."""
+    (test_the_chat_says_the_same_of_a_model_restricted_to_a_group), so that a model's existence is not revealed."""
     from django.contrib.auth.models import Group
 
     Model.objects.get(name="echo").groups.add(Group.objects.create(name="research"))
@@ -230,6 +230,23 @@ def test_a_model_restricted_to_a_group_does_not_exist_for_others(sdk, alice):
     alice.groups.add(Group.objects.get(name="research"))
     assert sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
     assert sdk.models.retrieve("echo").id == "echo"
+
+
+async def test_the_chat_says_the_same_of_a_model_restricted_to_a_group(alice, conversation):
+    import html
+
+    from django.contrib.auth.models import Group
+
+    from tests.wsclient import Tab
+
+    group = await Group.objects.acreate(name="research")
+    await (await Model.objects.aget(name="slow")).groups.aadd(group)
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="hi", model="slow")
+    frames = await tab.read_until(lambda f: "composer-notice" in f and "slow" in f)
+    assert "The model 'slow' does not exist or you do not have access to it." in html.unescape(frames[-1])
+    await tab.close()
 
 
 def test_unknown_model_is_not_found_and_a_bad_body_is_unprocessable(sdk):
