@@ -57,7 +57,8 @@ class StreamedBody:
         self.finished = asyncio.Event()
         headers = dict(scope.get("headers") or ())
         length = headers.get(b"content-length", b"").strip()
-        self.length = int(length) if length.isdigit() and len(length) < 19 else None
+        # A length of 19 digits or more is past any limit (and int() of thousands of digits raises).
+        self.length = (int(length) if len(length) < 19 else 2**63) if length.isdigit() else None
         self.expected = bool(self.length) or b"transfer-encoding" in headers
 
     async def read(self, limit: int) -> bytes:
