@@ -111,6 +111,9 @@ TEMPLATES = [
 
 # -- Database: SQLite (WAL) under var/ by default, PostgreSQL via DATABASE_URL.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# A dead connection (database restarted, backend killed) is replaced at its next request's first
+# query; /v1 relies on it (conversations/api/handler.py).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE: writers queue on the lock instead of failing with "database is locked".

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from conversations import account, views
 from conversations.api import views as api
@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
     path("v1/models", api.models, name="api_models"),
-    path("v1/models/<path:model_id>", api.model_detail, name="api_model"),
-    path("v1/<path:path>", api.not_found),
+    # (?s): an id or path with a newline in it is still the API's (a JSON 404, not Django's page).
+    re_path(r"^v1/models/(?P<model_id>(?s:.+))\Z", api.model_detail, name="api_model"),
+    re_path(r"^v1/(?P<path>(?s:.*))\Z", api.not_found),
 ]

@@ -79,13 +79,13 @@ def new_chat(request):
 def conversation(request, pk: int):
     conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
-    messages, has_earlier = _latest_messages(conversation, before=request.GET.get("before"))
-    around = request.GET.get("around", "")
-    if around.isdigit() and not request.GET.get("before") and messages and int(around) < messages[0].id:
+    before, around = int_param(request, "before"), int_param(request, "around")
+    messages, has_earlier = _latest_messages(conversation, before=before)
+    if around is not None and before is None and messages and around < messages[0].id:
         # Further back than the latest page: the template marks it by its #msg-<id> anchor.
-        messages, has_earlier = _messages_around(conversation, int(around))
+        messages, has_earlier = _messages_around(conversation, around)
     context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
-    if request.htmx and request.GET.get("before"):
+    if request.htmx and before is not None:
         return render(request, "conversations/conversation.html#earlier", context)
     context |= {
         "conversations": _sidebar(request),
@@ -97,10 +97,20 @@ def conversation(request, pk: int):
     return render(request, "conversations/conversation.html", context)
 
 
-def _latest_messages(conversation: Conversation, before: str | None) -> tuple[list[Message], bool]:
+def int_param(request, name: str, maximum: int = 2**63 - 1) -> int | None:
+    """A whole-number query parameter (an id, a page number): None when it is missing or not
+    one (ignored, as an absent one is), and at most `maximum` (ids are 64-bit: a longer number
+    means "after everything"), so that no hand-made URL reaches the database as an overflow."""
+    value = request.GET.get(name, "")
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return maximum if len(value) > len(str(maximum)) else min(int(value), maximum)
+
+
+def _latest_messages(conversation: Conversation, before: int | None) -> tuple[list[Message], bool]:
     rows = conversation.messages.order_by("-id")
-    if before and before.isdigit():
-        rows = rows.filter(id__lt=int(before))
+    if before is not None:
+        rows = rows.filter(id__lt=before)
     page = list(rows[: PAGE_MESSAGES + 1])
     return page[:PAGE_MESSAGES][::-1], len(page) > PAGE_MESSAGES
 

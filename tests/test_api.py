@@ -200,23 +200,53 @@ def test_bad_keys_are_authentication_errors(api_server, alice, provider):
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
 
 
-def test_a_model_the_key_may_not_use_is_permission_denied(api_server, alice, provider):
+def test_a_model_the_key_may_not_use_is_permission_denied_on_both_doors(api_server, alice, provider):
     key, secret = ApiKey.issue(alice)
     key.allowed_models.set([Model.objects.get(name="slow")])
     client = openai.OpenAI(base_url=f"{api_server.url}/v1", api_key=secret, max_retries=0)
-    with pytest.raises(openai.PermissionDeniedError) as error:
+    with pytest.raises(openai.PermissionDeniedError) as chat:
         client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
-    assert error.value.body["param"] == "model"
+    assert chat.value.body["param"] == "model"
+    with pytest.raises(openai.PermissionDeniedError) as detail:
+        client.models.retrieve("echo")
+    assert detail.value.body == chat.value.body
 
 
-def test_a_model_restricted_to_a_group_is_permission_denied_to_others(sdk, alice):
+def test_a_model_restricted_to_a_group_does_not_exist_for_others(sdk, alice):
+    """As OpenAI answers: not found, the same on /v1/models/{id}, the API and the chat
+    (test_the_chat_says_the_same_of_a_model_restricted_to_a_group), so that a model's existence is not revealed."""
     from django.contrib.auth.models import Group
 
     Model.objects.get(name="echo").groups.add(Group.objects.create(name="research"))
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.NotFoundError) as chat:
         sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.NotFoundError) as detail:
+        sdk.models.retrieve("echo")
+    assert detail.value.body == chat.value.body
+    assert chat.value.body["message"] == "The model 'echo' does not exist or you do not have access to it."
+    with pytest.raises(openai.NotFoundError) as absent:
+        sdk.models.retrieve("no-such-model")
+    assert absent.value.body["message"] == chat.value.body["message"].replace("echo", "no-such-model")
     alice.groups.add(Group.objects.get(name="research"))
     assert sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
+    assert sdk.models.retrieve("echo").id == "echo"
+
+
+async def test_the_chat_says_the_same_of_a_model_restricted_to_a_group(alice, conversation):
+    import html
+
+    from django.contrib.auth.models import Group
+
+    from tests.wsclient import Tab
+
+    group = await Group.objects.acreate(name="research")
+    await (await Model.objects.aget(name="slow")).groups.aadd(group)
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    await tab.send(message="hi", model="slow")
+    frames = await tab.read_until(lambda f: "composer-notice" in f and "slow" in f)
+    assert "The model 'slow' does not exist or you do not have access to it." in html.unescape(frames[-1])
+    await tab.close()
 
 
 def test_unknown_model_is_not_found_and_a_bad_body_is_unprocessable(sdk):

@@ -129,3 +129,23 @@ def test_a_stale_streaming_reply_shows_as_interrupted_on_the_page(client, alice,
     message.refresh_from_db()
     assert message.status == "interrupted"
     assert "Regenerate" in page and "half" in page
+
+
+@pytest.mark.parametrize("query", ["before=" + "9" * 5000, "before=99999999999999999999", "before=9223372036854775807",
+                                   "before=²", "before=-3", "before=", "around=" + "9" * 5000, "around=²",
+                                   "around=99999999999999999999"])
+def test_hand_made_numbers_in_a_conversation_url_are_ignored_or_clamped(client, alice, conversation, query):
+    client.force_login(alice)
+    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"m{i}") for i in range(3)])
+    for htmx in ({}, {"HTTP_HX_REQUEST": "true"}):
+        response = client.get(f"/c/{conversation.id}/?{query}", **htmx)
+        assert response.status_code == 200
+        assert ">m2<" in response.content.decode()  # "before" a number past every id: the latest messages
+
+
+@pytest.mark.parametrize("page", ["9" * 5000, "99999999999999999999", "²", "-1", "0", "x"])
+def test_hand_made_page_numbers_in_search_are_ignored_or_clamped(client, alice, conversation, page):
+    client.force_login(alice)
+    Message.objects.create(conversation=conversation, role="user", content="findable words")
+    response = client.get(f"/search/?q=findable&page={page}")
+    assert response.status_code == 200

@@ -11,6 +11,9 @@ The model asked for picks the behaviour:
   break       a few words, then the connection drops without [DONE]
   no-finish   the words, then [DONE] with no finish_reason and no usage
   hang        accepts, then sends nothing for 30 s
+  leak-NNN    HTTP NNN with an error that echoes the Authorization header it got (a provider that
+              puts its key in its errors), OpenAI's code and param, and Retry-After: 7 on a 429
+  leak-event  a few words, then an error event that echoes the key, mid-stream
 Every request is kept in `requests` (path, JSON body, headers) for the tests to inspect.
 """
 
@@ -26,7 +29,9 @@ import time
 import uvicorn
 
 MODELS = ["echo", "slow", "long", "markdown", "reasoner", "tools", "fail-429", "fail-500", "fail-401",
-          "break", "no-finish", "hang"]
+          "break", "no-finish", "hang", "leak-400", "leak-401", "leak-429", "leak-500", "leak-event"]
+LEAK_CODES = {400: ("context_length_exceeded", "messages"), 401: ("invalid_api_key", None),
+              429: ("rate_limit_exceeded", None), 500: ("server_error", None)}
 
 MARKDOWN_REPLY = (
     "# Result\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n\n"
@@ -95,12 +100,20 @@ class Upstream:
         elif scope["path"] == "/echo-key/v1/models":  # refuses the key and echoes it back, as some do
             await _json(send, 401, {"error": {"message": f"Incorrect API key provided: {headers.get('authorization')}"}})
         elif scope["path"] == "/v1/chat/completions" and body:
-            await self.chat(body, send, receive)
+            await self.chat(body, send, receive, headers)
         else:
             await _json(send, 404, {"error": {"message": "no such path"}})
 
-    async def chat(self, body: dict, send, receive):
+    async def chat(self, body: dict, send, receive, headers: dict):
         model = body.get("model", "")
+        if model.startswith("leak-") and model != "leak-event":
+            status = int(model.split("-")[1])
+            code, param = LEAK_CODES[status]
+            said = f"Incorrect API key provided: {headers.get('authorization', '')}. You sent {body.get('messages')}"
+            await _json(send, status, {"error": {"message": said, "type": "invalid_request_error", "code": code,
+                                                 "param": param}},
+                        headers=[(b"retry-after", b"7")] if status == 429 else [])
+            return
         if model.startswith("fail-"):
             status = int(model.split("-")[1])
             await _json(send, status, {"error": {"message": f"scripted failure {status}", "type": "test"}})
@@ -110,14 +123,15 @@ class Upstream:
             return
         reasoning, text, tool_calls = self.script(model, body)
         if not body.get("stream"):
-            message = {"role": "assistant", "content": None if tool_calls else text}
+            message = {"role": "assistant", "content": None if tool_calls else text, "refusal": None}
             if reasoning:
                 message["reasoning_content"] = reasoning
             if tool_calls:
                 message["tool_calls"] = tool_calls
             await _json(send, 200, {
                 "id": "chatcmpl-up", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": i, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}
+                "choices": [{"index": i, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop",
+                             "logprobs": None}
                             for i in range(body.get("n") or 1)],
                 "usage": self.usage(body, reasoning + text),
             })
@@ -128,7 +142,7 @@ class Upstream:
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         try:
-            await self.stream(send, model, body, reasoning, text, tool_calls, delay, gone)
+            await self.stream(send, model, body, reasoning, text, tool_calls, delay, gone, headers)
         except _Gone:
             self.cancelled += 1
         finally:
@@ -150,7 +164,7 @@ class Upstream:
             return "", f"The tool said: {result.get('content')}", []
         return "", "Echo: " + prompt, []
 
-    async def stream(self, send, model, body, reasoning, text, tool_calls, delay, gone):
+    async def stream(self, send, model, body, reasoning, text, tool_calls, delay, gone, headers):
         def chunk(delta, finish=None, **extra):
             return {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": int(time.time()),
                     "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -175,6 +189,10 @@ class Upstream:
         for i, piece in enumerate(pieces):
             if model == "break" and i == 3:
                 raise RuntimeError("scripted break")  # uvicorn drops the connection mid-stream
+            if model == "leak-event" and i == 3:
+                await event({"error": {"message": f"Upstream trouble with {headers.get('authorization', '')}",
+                                       "code": "server_error"}})
+                break
             await event(chunk({"content": piece}))
         if model != "no-finish":
             await event(chunk({}, "tool_calls" if tool_calls else "stop"))
@@ -200,9 +218,10 @@ async def _watch_disconnect(receive, gone: asyncio.Event) -> None:
     gone.set()
 
 
-async def _json(send, status: int, data: dict) -> None:
+async def _json(send, status: int, data: dict, headers: list | None = None) -> None:
     payload = json.dumps(data).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -2,15 +2,17 @@
 
 Views behind `api_endpoint` find `request.caller` (a gateway Caller with the key and its owner)
 and raise GatewayError for anything wrong; every response, errors included, carries
-`X-Request-Id`.
+`X-Request-Id`. The key is checked before the view reads the body (conversations.api.handler).
 """
 
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse
+from django.core.exceptions import RequestAborted
+from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.gateway import cache
@@ -18,12 +20,33 @@ from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import Caller, new_request_id
 from conversations.models import ApiKey, Profile
 
+log = logging.getLogger("chatsite.api")
 
-def error_response(exc: GatewayError) -> JsonResponse:
+
+def error_response(exc: GatewayError, request_id: str | None = None) -> JsonResponse:
     response = JsonResponse(exc.as_dict(), status=exc.status)
     if exc.retry_after:
         response["Retry-After"] = str(exc.retry_after)
+    if request_id:
+        response["X-Request-Id"] = request_id
     return response
+
+
+def internal_error(request_id: str) -> GatewayError:
+    return GatewayError(500, f"The gateway failed on this request; quote {request_id} to the admin.", code="internal_error")
+
+
+def unexpected_error_response(request, exc: Exception, request_id: str | None = None) -> JsonResponse:
+    """An exception nothing else answered: still OpenAI's shape, with a request id to quote."""
+    request_id = request_id or new_request_id()
+    if isinstance(exc, Http404):  # no route: a path outside the API's, or one with a newline in it
+        error = GatewayError(404, "There is no such path here: this gateway serves /v1/chat/completions and "
+                                  "/v1/models.", code="unknown_url")
+    else:
+        log.error("/v1 request %s failed: %s %s", request_id, getattr(request, "method", ""),
+                  getattr(request, "path", ""), exc_info=exc)
+        error = internal_error(request_id)
+    return error_response(error, request_id)
 
 
 def api_endpoint(*methods: str):
@@ -43,6 +66,12 @@ def api_endpoint(*methods: str):
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
                 response = error_response(exc)
+                if exc.status == 405:
+                    response["Allow"] = ", ".join(methods)
+            except RequestAborted:
+                raise
+            except Exception as exc:
+                return unexpected_error_response(request, exc, request_id)
             response["X-Request-Id"] = request_id
             return response
 

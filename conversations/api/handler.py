@@ -9,8 +9,19 @@ simultaneous streams waited hundreds of milliseconds for their first token.
   calls.
 - The request_started / request_finished signals and response.close(): their receivers reset the
   debug query log and recycle database connections. The API's requests make no queries of their
-  own in the request (keys, models and templates are cached; usage is written in batches), and
-  the usage writer recycles its thread's connection before each batch.
+  own when the caches are warm (keys, models and templates are cached; usage is written in
+  batches). What recycling is for, a connection that died (a database restart, a killed
+  backend), is done here without a hop: each request marks every connection for a health check
+  (CONN_HEALTH_CHECKS), so the first query of a request that makes one checks its connection
+  first, in the hop that query takes anyway, and reconnects if it is dead.
+
+The body is not read before the view asks for it: after the key is checked (a request with no
+valid key is refused without its body being read), no further than API_MAX_BODY_BYTES (refused by
+Content-Length at once, a chunked body once it passes the limit), and a response that leaves a
+body unread closes the connection.
+
+Whatever goes wrong, even outside any view (no route for the path), the answer is OpenAI-shaped
+JSON with a request id, never Django's HTML pages.
 
 asgi.py sends /v1/ here; the site's own handler serves everything else (and can serve /v1 too:
 Django's test client does).
@@ -19,16 +30,67 @@ Django's test client does).
 from __future__ import annotations
 
 import asyncio
-from contextlib import closing
+import io
+import threading
+import weakref
 
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import RequestAborted, RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.core.handlers.exception import convert_exception_to_response
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.urls import set_script_prefix
+
+from conversations.api.auth import error_response, unexpected_error_response
+from conversations.gateway.errors import GatewayError
+from conversations.gateway.pipeline import new_request_id
 
 
 class _Processed(Exception):
     pass
+
+
+class StreamedBody:
+    """A request's body, read from the ASGI connection only when the view asks for it."""
+
+    def __init__(self, receive, scope):
+        self._receive = receive
+        self.finished = asyncio.Event()
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"").strip()
+        # A length of 19 digits or more is past any limit (and int() of thousands of digits raises).
+        self.length = (int(length) if len(length) < 19 else 2**63) if length.isdigit() else None
+        self.expected = bool(self.length) or b"transfer-encoding" in headers
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body; RequestDataTooBig as soon as it is known to pass `limit`."""
+        if self.length is not None and self.length > limit:
+            raise RequestDataTooBig
+        chunks, size = [], 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestDataTooBig
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        self.finished.set()
+        return b"".join(chunks)
+
+    @property
+    def unread(self) -> bool:
+        return self.expected and not self.finished.is_set()
+
+    async def listen_for_disconnect(self) -> None:
+        """As Django does, a client that goes away cancels the view (and its upstream call); heard
+        once the body is read (read() hears it before)."""
+        await self.finished.wait()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        raise RequestAborted
 
 
 class APIHandler(ASGIHandler):
@@ -36,29 +98,60 @@ class APIHandler(ASGIHandler):
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        self._middleware_chain = self._respond
+
+    async def _respond(self, request):
+        try:
+            return await self._get_response_async(request)
+        except RequestAborted:
+            raise
+        except Exception as exc:  # no route (Resolver404), or a failure outside api_endpoint
+            return unexpected_error_response(request, exc)
 
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
-        """Django's ASGIHandler.handle less the signals and the close() hop (see above)."""
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
+        """Django's ASGIHandler.handle less the signals and the close() hop, with the body read
+        by the view (see above)."""
+        set_script_prefix(get_script_prefix(scope))
+        check_connections_on_next_use()
+        body = StreamedBody(receive, scope)
+        request, _ = self.create_request(scope, io.BytesIO())
+        if request is None:  # a query string that is not UTF-8
+            error = GatewayError(400, "The request's query string is not UTF-8 text.", code="invalid_request")
+            await self.send_response(error_response(error, new_request_id()), send)
             return
-        with closing(body_file):
-            set_script_prefix(get_script_prefix(scope))
-            request, error_response = self.create_request(scope, body_file)
-            if request is None:
-                await self.send_response(error_response, send)
-                return
-            try:
-                # As Django does: a client that goes away cancels the view and its stream.
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self.listen_for_disconnect(receive))
-                    response = await self.run_get_response(request)
-                    await self.send_response(response, send)
-                    raise _Processed
-            except* (_Processed, RequestAborted):
-                pass
+        request.body_reader = body
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(body.listen_for_disconnect())
+                response = await self.run_get_response(request)
+                if body.unread:
+                    response["Connection"] = "close"  # the server would otherwise read it to its end
+                await self.send_response(response, send)
+                raise _Processed
+        except* (_Processed, RequestAborted):
+            pass
+
+
+# -- database connections, checked per request without a hop to their thread
+
+_connections: weakref.WeakSet = weakref.WeakSet()
+_connections_lock = threading.Lock()
+
+
+@receiver(connection_created, dispatch_uid="api-remember-connection")
+def _remember(sender, connection, **kwargs):
+    with _connections_lock:
+        _connections.add(connection)
+
+
+def check_connections_on_next_use() -> None:
+    """What Django's request_started does with close_old_connections(), less the hop: a flag on
+    each connection (read by the thread that owns it), so its next query runs a health check
+    (settings: CONN_HEALTH_CHECKS) and reconnects if the connection died."""
+    with _connections_lock:
+        connections = list(_connections)
+    for connection in connections:
+        connection.health_check_done = False

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 
-from conversations.api.auth import api_endpoint
+from conversations.api.auth import api_endpoint, internal_error
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
-from conversations.gateway.validation import validate_chat_request
+from conversations.gateway.validation import too_deep, validate_chat_request
 from conversations.models import Model
+
+log = logging.getLogger("chatsite.api")
 
 
 @api_endpoint("POST")
 async def chat_completions(request):
-    plan = await pipeline.plan(request.caller, validate_chat_request(_json_body(request)))
+    plan = await pipeline.plan(request.caller, validate_chat_request(await _json_body(request)))
     if not plan.stream:
         return JsonResponse(await pipeline.complete(plan))
     chunks = pipeline.stream(plan)
@@ -26,13 +30,13 @@ async def chat_completions(request):
         first = await anext(chunks)
     except StopAsyncIteration:
         first = None
-    response = StreamingHttpResponse(_events(first, chunks), content_type="text/event-stream")
+    response = StreamingHttpResponse(_events(first, chunks, request.caller.request_id), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
 
 
-async def _events(first, chunks):
+async def _events(first, chunks, request_id: str):
     """Server-sent events; a failure once streaming is an error event, then [DONE]. If the
     client goes away, Django closes this generator, which closes the upstream request."""
     async with contextlib.aclosing(chunks):
@@ -43,6 +47,9 @@ async def _events(first, chunks):
                 yield _sse(batch)
         except GatewayError as exc:
             yield f"data: {json.dumps(exc.as_dict())}\n\n"
+        except Exception:
+            log.exception("/v1 request %s failed mid-stream", request_id)
+            yield f"data: {json.dumps(internal_error(request_id).as_dict())}\n\n"
     yield "data: [DONE]\n\n"
 
 
@@ -51,15 +58,25 @@ def _sse(batch) -> str:
     return "".join(f"data: {chunk.json()}\n\n" for chunk in batch)
 
 
-def _json_body(request):
+async def _json_body(request):
+    """The body, read now that the key is known good (conversations.api.handler), and parsed as
+    strict JSON: NaN and Infinity are not JSON."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # API_MAX_BODY_BYTES
     try:
-        raw = request.body
+        reader = getattr(request, "body_reader", None)
+        raw = await reader.read(limit) if reader is not None else request.body
     except RequestDataTooBig:
-        raise GatewayError(413, "The request body is too large.", code="request_too_large") from None
+        raise GatewayError(413, f"The request body is larger than {limit} bytes.", code="request_too_large") from None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise too_deep() from None
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(400, "The request body is not valid JSON.", code="invalid_json") from None
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 @api_endpoint("GET")
@@ -69,10 +86,8 @@ async def models(request):
 
 @api_endpoint("GET")
 async def model_detail(request, model_id: str):
-    model = await _visible_models(request.caller).filter(name=model_id).afirst()
-    if model is None:
-        raise GatewayError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
-    return JsonResponse(_model_object(model))
+    # The chat's own rule (pipeline.resolve_model), so both doors say the same about a model.
+    return JsonResponse(_model_object(await pipeline.resolve_model(request.caller, model_id)))
 
 
 def _visible_models(caller):

@@ -8,11 +8,13 @@ ERROR_TYPES = {
     402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     502: "upstream_error",
     503: "service_unavailable",
+    500: "server_error",
     504: "timeout",
 }
 
@@ -38,5 +40,8 @@ class GatewayError(Exception):
 
     @classmethod
     def from_upstream(cls, exc: UpstreamError) -> GatewayError:
+        """What members see of an upstream failure: Chatsite's message (never the upstream's own
+        text, see UpstreamError), the upstream's error code and param, and its Retry-After."""
         codes = {429: "rate_limit_exceeded", 502: "bad_upstream", 503: "upstream_unavailable", 504: "upstream_timeout"}
-        return cls(exc.status, exc.message, code=codes.get(exc.status, "upstream_error"))
+        return cls(exc.status, exc.message, code=exc.code or codes.get(exc.status, "upstream_error"), param=exc.param,
+                   retry_after=exc.retry_after)

@@ -107,11 +107,12 @@ async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> M
 
 
 async def _lookup_model(caller: Caller, name: str) -> Model | GatewayError:
-    model = await Model.objects.select_related("provider").filter(name=name).afirst()
-    if model is None or not (model.enabled and model.provider.enabled):
-        return GatewayError(404, f"The model '{name}' does not exist or is not enabled.", code="model_not_found")
-    if not await Model.objects.usable_by(caller.user).filter(pk=model.pk).aexists():
-        return GatewayError(403, f"You are not allowed to use the model '{name}'.", code="model_not_allowed")
+    # A model the member may not use is one that does not exist, as OpenAI says it: its existence
+    # is not revealed (the same answer from /v1/models/{id}, the API and the chat).
+    model = await Model.objects.usable_by(caller.user).select_related("provider").filter(name=name).afirst()
+    if model is None:
+        return GatewayError(404, f"The model '{name}' does not exist or you do not have access to it.",
+                            code="model_not_found")
     return model
 
 
@@ -160,7 +161,7 @@ async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
                 yield [_usage_chunk(model, meter)]
             return
         except UpstreamError as exc:
-            status, error = "error", exc.message
+            status, error = "error", exc.detail  # admins only (see UpstreamError)
             if exc.retryable and not started and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
@@ -191,14 +192,13 @@ async def complete(plan: Plan) -> dict:
             response = await upstream_complete(model.provider.upstream(), _upstream_body(model, plan.body, stream=False))
             meter.observe(response)
             response["model"] = model.name
-            response.setdefault("system_fingerprint", None)
             if not response.get("usage"):
                 prompt, completion, _, _ = meter.tokens()
                 response["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
                                      "total_tokens": prompt + completion}
             return response
         except UpstreamError as exc:
-            status, error = "error", exc.message
+            status, error = "error", exc.detail  # admins only (see UpstreamError)
             if exc.retryable and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,38 +69,100 @@ class Chunk:
 class UpstreamError(Exception):
     """An upstream call that failed. `status` is what the gateway answers with: the upstream's own
     4xx (but 401/403, which mean our provider key is wrong: 502), 429 passed through, 502 for a bad
-    response, 503 when it cannot be reached, 504 when it timed out."""
+    response, 503 when it cannot be reached, 504 when it timed out.
 
-    def __init__(self, status: int, message: str, *, retryable: bool = False, upstream_status: int | None = None):
+    `message` is Chatsite's own words, what members see (the /v1 error, the chat): the status, the
+    provider's error code, a summary. An upstream's own text can carry what members must not see
+    (an upstream that echoes the key it was sent put the provider's key in it): it goes to `detail`
+    only, for admins (the usage record), with anything key-shaped and the provider's key redacted.
+    The one exception is a client error (400, 404, 422...): it is about the member's own request
+    (context length, a bad parameter), so its message is passed on, redacted the same way.
+    `code`, `param` and `retry_after` are the upstream's own (OpenAI's error fields, Retry-After)."""
+
+    def __init__(self, status: int, message: str, *, retryable: bool = False, upstream_status: int | None = None,
+                 detail: str = "", code: str | None = None, param: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.retryable = retryable
         self.upstream_status = upstream_status
+        self.detail = detail or message
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after
 
     @classmethod
-    def from_response(cls, status: int, body: bytes, provider: str) -> UpstreamError:
-        detail = _error_message(body) or f"HTTP {status}"
+    def from_response(cls, upstream: Upstream, status: int, body: bytes, headers=None) -> UpstreamError:
+        error = _UpstreamErrorBody(body, upstream)
+        name = upstream.name or "the provider"
+        code = f", code {error.code}" if error.code else ""
+        fields = {"upstream_status": status, "code": error.code, "param": error.param,
+                  "detail": f"{name}: upstream HTTP {status}{code}: {error.text or 'no message'}"}
         if status == 429:
-            return cls(429, f"{provider}: rate limited upstream: {detail}", retryable=True, upstream_status=status)
+            return cls(429, f"{name}: rate limited upstream (HTTP 429{code}); try again later.", retryable=True,
+                       retry_after=_retry_after(headers), **fields)
         if status >= 500:
-            return cls(502, f"{provider}: upstream error {status}: {detail}", retryable=True, upstream_status=status)
+            return cls(502, f"{name}: upstream error {status}{code}.", retryable=True, **fields)
         if status in (401, 403):
-            return cls(502, f"{provider}: the provider refused our API key: {detail}", retryable=True, upstream_status=status)
-        return cls(status, f"{provider}: {detail}", upstream_status=status)
+            return cls(502, f"{name}: the provider refused our API key (upstream HTTP {status}{code}); an admin has "
+                            "to check it.", retryable=True, **fields)
+        return cls(status, f"{name}: the upstream refused the request (HTTP {status}{code}): "
+                           f"{error.text[:300] or 'no reason given'}", **fields)
+
+    @classmethod
+    def from_stream_error(cls, upstream: Upstream, payload: str) -> UpstreamError:
+        """An `{"error": ...}` event in the middle of a stream."""
+        error = _UpstreamErrorBody(payload.encode(), upstream)
+        name = upstream.name or "the provider"
+        code = f" (code {error.code})" if error.code else ""
+        return cls(502, f"{name}: the upstream sent an error event mid-reply{code}.", code=error.code,
+                   param=error.param, detail=f"{name}: upstream error event{code}: {error.text or 'no message'}")
 
 
-def _error_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode(errors="replace")[:500].strip()
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    if isinstance(error, str):
-        return error
-    return str(data)[:500]
+# Bearer tokens, prefixed keys (sk-..., key_...) and long runs of letters and digits: secrets'
+# shapes, redacted from what upstreams say before even admins see it.
+_KEY_SHAPED = re.compile(
+    r"(?i)\bbearer\s+\S+"
+    r"|\b(?:sk|pk|rk|ak|api|key|token|secret)[-_][A-Za-z0-9_\-]{6,}"
+    r"|(?=[A-Za-z_\-]*[0-9])(?=[0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{32,}"
+)
+
+
+def redact(text: str, secret: str = "") -> str:
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _KEY_SHAPED.sub("[redacted]", text)
+
+
+class _UpstreamErrorBody:
+    """OpenAI's error shape, `{"error": {"message", "code", "param"}}`, or whatever else an
+    upstream answered with; every field redacted."""
+
+    def __init__(self, body: bytes, upstream: Upstream):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = body.decode(errors="replace")[:500].strip()
+        error = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(error, dict):
+            text, code, param = error.get("message") or json.dumps(error)[:500], error.get("code"), error.get("param")
+        else:
+            text, code, param = str(error)[:500], None, None
+        self.text = redact(str(text), upstream.api_key)[:2000]
+        self.code = self._field(code, upstream)
+        self.param = self._field(param, upstream)
+
+    @staticmethod
+    def _field(value, upstream: Upstream) -> str | None:
+        if value is None or isinstance(value, dict | list):
+            return None
+        return redact(str(value), upstream.api_key)[:100] or None
+
+
+def _retry_after(headers) -> int | None:
+    """The upstream's Retry-After, in seconds (the HTTP-date form is rare among model APIs)."""
+    value = (headers or {}).get("retry-after", "").strip()
+    return max(1, int(value)) if value.isdigit() and len(value) < 7 else None
 
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
@@ -128,12 +191,14 @@ def _timeout(upstream: Upstream) -> httpx.Timeout:
 
 
 def _translate(exc: httpx.HTTPError, upstream: Upstream) -> UpstreamError:
-    name = upstream.name or upstream.base_url
+    """The exception's own text (addresses, OS errors) for admins only."""
+    name = upstream.name or "the provider"
+    detail = f"{name}: {exc.__class__.__name__}: {redact(str(exc), upstream.api_key)}"
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError(504, f"{name}: the upstream did not answer in time", retryable=True)
+        return UpstreamError(504, f"{name}: the upstream did not answer in time", retryable=True, detail=detail)
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(503, f"{name}: cannot connect to the upstream ({exc})", retryable=True)
-    return UpstreamError(502, f"{name}: the upstream connection failed ({exc.__class__.__name__}: {exc})", retryable=True)
+        return UpstreamError(503, f"{name}: cannot connect to the upstream", retryable=True, detail=detail)
+    return UpstreamError(502, f"{name}: the connection to the upstream failed", retryable=True, detail=detail)
 
 
 class EventBuffer:
@@ -177,7 +242,7 @@ async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[list[Chun
             "POST", upstream.url("/chat/completions"), json=body, headers=upstream.headers, timeout=_timeout(upstream)
         ) as response:
             if response.status_code >= 400:
-                raise UpstreamError.from_response(response.status_code, await response.aread(), upstream.name)
+                raise UpstreamError.from_response(upstream, response.status_code, await response.aread(), response.headers)
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 raise UpstreamError(502, f"{upstream.name}: the upstream did not answer with an event stream "
                                          f"({response.headers.get('content-type') or 'no content type'})")
@@ -205,7 +270,7 @@ def _parse_chunk(payload: str, upstream: Upstream) -> Chunk:
     if not isinstance(chunk, dict):
         raise UpstreamError(502, f"{upstream.name}: the upstream sent a chunk that is not an object")
     if "error" in chunk:
-        raise UpstreamError(502, f"{upstream.name}: {_error_message(payload.encode())}")
+        raise UpstreamError.from_stream_error(upstream, payload)
     return Chunk(chunk, payload)
 
 
@@ -218,7 +283,7 @@ async def complete_chat(upstream: Upstream, body: dict) -> dict:
     except httpx.HTTPError as exc:
         raise _translate(exc, upstream) from exc
     if response.status_code >= 400:
-        raise UpstreamError.from_response(response.status_code, response.content, upstream.name)
+        raise UpstreamError.from_response(upstream, response.status_code, response.content, response.headers)
     try:
         return response.json()
     except ValueError as exc:
@@ -232,7 +297,7 @@ async def list_models(upstream: Upstream) -> list[dict]:
     except httpx.HTTPError as exc:
         raise _translate(exc, upstream) from exc
     if response.status_code >= 400:
-        raise UpstreamError.from_response(response.status_code, response.content, upstream.name)
+        raise UpstreamError.from_response(upstream, response.status_code, response.content, response.headers)
     try:
         data = response.json()["data"]
     except (ValueError, KeyError, TypeError) as exc:

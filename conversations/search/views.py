@@ -7,14 +7,13 @@ from django.views.decorators.http import require_GET
 
 from conversations.models import Conversation
 from conversations.search import search
-from conversations.views import SIDEBAR_CONVERSATIONS
+from conversations.views import SIDEBAR_CONVERSATIONS, int_param
 
 
 @require_GET
 def search_page(request):
     text = request.GET.get("q", "")
-    number = request.GET.get("page", "")
-    page = search(request.user, text, int(number) if number.isdigit() else 1)
+    page = search(request.user, text, int_param(request, "page") or 1)
     context = {"q": text, "page": page}
     if request.htmx:
         return render(request, "conversations/search.html#results", context)
