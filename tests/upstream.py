@@ -10,6 +10,11 @@ The model asked for picks the behaviour:
   fail-429    HTTP 429;  fail-500: HTTP 500;  fail-401: HTTP 401
   break       a few words, then the connection drops without [DONE]
   no-finish   the words, then [DONE] with no finish_reason and no usage
+  truncate    half the words, then the body ends cleanly: no finish_reason, no [DONE] (not
+              streaming: half a JSON body)
+  separators  a reply holding U+2028, U+2029, U+0085 (raw UTF-8 in the JSON) and the control
+              characters str.splitlines() also breaks on, with CRLF line ends, each CR and its LF
+              sent in separate writes
   hang        accepts, then sends nothing for 30 s
 Every request is kept in `requests` (path, JSON body, headers) for the tests to inspect.
 """
@@ -26,7 +31,11 @@ import time
 import uvicorn
 
 MODELS = ["echo", "slow", "long", "markdown", "reasoner", "tools", "fail-429", "fail-500", "fail-401",
-          "break", "no-finish", "hang"]
+          "break", "no-finish", "truncate", "separators", "hang"]
+
+# Every character str.splitlines() breaks on that is not a line end in SSE.
+SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"
+SEPARATORS_REPLY = f"one{SEPARATORS[0]}two {SEPARATORS[1]}three {SEPARATORS[2]}four {SEPARATORS[3:]}five"
 
 MARKDOWN_REPLY = (
     "# Result\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n\n"
@@ -107,6 +116,13 @@ class Upstream:
             await asyncio.sleep(30)
             return
         reasoning, text, tool_calls = self.script(model, body)
+        if model == "truncate" and not body.get("stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            whole = json.dumps({"id": "chatcmpl-up", "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).encode()
+            await send({"type": "http.response.body", "body": whole[: len(whole) // 2], "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": None if tool_calls else text}
             if reasoning:
@@ -138,6 +154,8 @@ class Upstream:
             return "", " ".join(f"word{i}" for i in range(400)), []
         if model == "markdown":
             return "", MARKDOWN_REPLY, []
+        if model == "separators":
+            return "", SEPARATORS_REPLY, []
         if model == "reasoner":
             return "Thinking about: " + prompt, "Answer: " + prompt, []
         if model == "tools" and not any(m.get("role") == "tool" for m in body.get("messages") or []):
@@ -156,6 +174,12 @@ class Upstream:
         async def event(data):
             if gone.is_set():
                 raise _Gone
+            if model == "separators":  # raw UTF-8, CRLF, each CR and its LF in separate writes
+                payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+                for part in (f"data: {payload}\r", "\n\r", "\n"):
+                    await send({"type": "http.response.body", "body": part.encode(), "more_body": True})
+                    await asyncio.sleep(0.005)
+                return
             payload = data if isinstance(data, str) else json.dumps(data)
             await send({"type": "http.response.body", "body": f"data: {payload}\n\n".encode(), "more_body": True})
             if delay:
@@ -173,6 +197,9 @@ class Upstream:
         for i, piece in enumerate(pieces):
             if model == "break" and i == 3:
                 raise RuntimeError("scripted break")  # uvicorn drops the connection mid-stream
+            if model == "truncate" and i == len(pieces) // 2:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})  # a clean end
+                return
             await event(chunk({"content": piece}))
         if model != "no-finish":
             await event(chunk({}, "tool_calls" if tool_calls else "stop"))
