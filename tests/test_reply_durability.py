@@ -179,6 +179,8 @@ async def orphan_reply(conversation, content: str = "half a reply") -> Message:
 async def test_send_interrupts_a_reply_not_saved_for_too_long_and_goes_ahead(alice, conversation):
     tab = Tab(alice, conversation.id)
     await tab.connect()
+    await tab.send(message=" ")  # answered once the tab has caught up, so the orphan comes after
+    await tab.read_until(lambda f: "Type a message first." in f)
     orphan = await orphan_reply(conversation)
     await Message.objects.filter(pk=orphan.pk).aupdate(updated_at=orphan.updated_at - timedelta(minutes=5))
     await tab.send(message="are you there", model="echo")
