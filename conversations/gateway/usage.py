@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,13 +45,21 @@ OUTCOME_FIELDS = ["prompt_tokens", "completion_tokens", "reasoning_tokens", "est
 
 @dataclass(eq=False)
 class Entry:
-    """One attempt's usage row, as this process knows it."""
+    """One attempt's usage row, as this process knows it. The row itself is built by the writer,
+    off the request path (a model instance costs tens of microseconds)."""
 
-    row: UsageRecord  # as opened: pending
+    fields: dict
     meter: Meter
+    held: Decimal
+    created_at: datetime = field(default_factory=timezone.now)
     final: UsageRecord | None = None  # set once, by settle()
     pk: int | None = None  # once inserted
     written: UsageRecord | None = None  # the version that was inserted
+
+    def pending_row(self) -> UsageRecord:
+        prompt, completion, _, _ = self.meter.tokens()
+        return UsageRecord(prompt_tokens=prompt, completion_tokens=completion, estimated=True, cost=self.held,
+                           status=PENDING, created_at=self.created_at, updated_at=timezone.now(), **self.fields)
 
 
 _new: list[Entry] = []  # to insert
@@ -133,9 +141,7 @@ class Meter:
 def begin(meter: Meter, *, held: Decimal = Decimal(0), **fields) -> Entry:
     """Start an attempt's row (pending); it is inserted within USAGE_FLUSH_SECONDS. `held` is the
     cost reserved for it in the spend counters, so that counters and rows agree while it runs."""
-    prompt, _, _, _ = meter.tokens()
-    row = UsageRecord(prompt_tokens=prompt, estimated=True, cost=held, status=PENDING, **fields)
-    entry = Entry(row, meter)
+    entry = Entry(fields, meter, held)
     _new.append(entry)
     _open.add(entry)
     _ensure_writer()
@@ -144,7 +150,7 @@ def begin(meter: Meter, *, held: Decimal = Decimal(0), **fields) -> Entry:
 
 def settle(entry: Entry, final: UsageRecord) -> None:
     """The attempt's outcome; written over its pending row (or inserted, if that is not yet)."""
-    final.created_at = entry.row.created_at
+    final.created_at = entry.created_at
     final.updated_at = timezone.now()
     entry.final = final  # one assignment: a flush in another thread sees all of it or none
     _open.discard(entry)
@@ -209,7 +215,7 @@ def _take(queue: list[Entry]) -> list[Entry]:
 def _insert(entries: list[Entry]) -> None:
     if not entries:
         return
-    versions = [e.final or e.row for e in entries]  # each read once: settle() may run meanwhile
+    versions = [e.final or e.pending_row() for e in entries]  # each read once: settle() may run meanwhile
     try:
         UsageRecord.objects.bulk_create(versions)
     except Exception:
