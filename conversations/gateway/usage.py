@@ -235,7 +235,6 @@ def _insert(entries: list[Entry]) -> None:
 def _update(entries: list[Entry]) -> None:
     for entry in entries:
         final = entry.final
-        final.pk = entry.pk
         try:
             UsageRecord.objects.filter(pk=entry.pk).update(**{name: getattr(final, name) for name in OUTCOME_FIELDS})
         except Exception:
