@@ -22,17 +22,15 @@ from importlib import import_module
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from conversations.chat import actions, frames, hub
+from conversations.chat import actions, frames, hub, replies
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
-from conversations.models.chat import INTERRUPTED_ERROR
 
 SNAPSHOT_WAIT_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN = 4401, 4403
@@ -189,7 +187,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def catch_up(self, since: datetime | None) -> None:
         """Send what changed since the page was rendered (all of it again after a dropped
         connection), and the text so far of a reply being written."""
-        interrupted = await database_sync_to_async(self.conversation.messages.mark_stale_interrupted)()
+        interrupted = await replies.interrupt_stale(self.conversation.id)  # every tab is told
         changed = Q(status=Message.Status.STREAMING) | Q(pk__in=interrupted)
         if since:
             changed |= Q(updated_at__gte=since)
@@ -211,10 +209,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 hub.reply_group(message.id), {"type": "reply.snapshot", "reply_channel": self.channel_name}
             )
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT_SECONDS, self.waiting.pop, message.id, None)
-        else:  # one process and no task: the process that wrote it is gone
-            message.status, message.error = Message.Status.INTERRUPTED, INTERRUPTED_ERROR
-            await message.asave(update_fields=["status", "error", "updated_at"])
-            await self.send(text_data=frames.message(message))
+        else:  # one process and no task: the process that wrote it is gone (every tab is told)
+            await replies.interrupt(Message.objects.filter(pk=message.id))
 
 
 def _since(scope) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from conversations.chat import sweeper
 from conversations.chat.replies import RUNNING
 from conversations.gateway import usage
 
@@ -13,6 +14,7 @@ log = logging.getLogger("chatsite")
 
 async def shutdown() -> None:
     """Replies still being written are saved as interrupted, and queued usage is written."""
+    await sweeper.stop()
     tasks = [reply.task for reply in list(RUNNING.values()) if reply.task]
     for task in tasks:
         task.cancel()
@@ -24,6 +26,7 @@ async def lifespan(scope, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            sweeper.ensure_running()  # what an earlier run of the site left behind, at once
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

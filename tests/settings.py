@@ -24,7 +24,8 @@ if REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{REDIS_PREFIX}:"
     CACHES["default"]["KEY_PREFIX"] = REDIS_PREFIX
 
-CHAT_STALE_SECONDS = 5.0
+# A test's servers may need longer (Stop on a dead reply, before any sweep could mark it).
+CHAT_STALE_SECONDS = float(os.environ.get("CHAT_STALE_SECONDS") or 5.0)
 USAGE_FLUSH_SECONDS = 0.2
 GATEWAY_CACHE_SECONDS = 0.0  # servers under test must see each test's fresh rows; tests/test_gateway_cache.py covers caching
 # The embedded local model stays out of the suite's databases and servers (so that tests see the

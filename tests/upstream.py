@@ -10,6 +10,11 @@ The model asked for picks the behaviour:
   fail-429    HTTP 429;  fail-500: HTTP 500;  fail-401: HTTP 401
   break       a few words, then the connection drops without [DONE]
   no-finish   the words, then [DONE] with no finish_reason and no usage
+  truncate    half the words, then the body ends cleanly: no finish_reason, no [DONE] (not
+              streaming: half a JSON body)
+  separators  a reply holding U+2028, U+2029, U+0085 (raw UTF-8 in the JSON) and the control
+              characters str.splitlines() also breaks on, with CRLF line ends, each CR and its LF
+              sent in separate writes
   hang        accepts, then sends nothing for 30 s
   leak-NNN    HTTP NNN with an error that echoes the Authorization header it got (a provider that
               puts its key in its errors), OpenAI's code and param, and Retry-After: 7 on a 429
@@ -29,9 +34,14 @@ import time
 import uvicorn
 
 MODELS = ["echo", "slow", "long", "markdown", "reasoner", "tools", "fail-429", "fail-500", "fail-401",
-          "break", "no-finish", "hang", "leak-400", "leak-401", "leak-429", "leak-500", "leak-event"]
+          "break", "no-finish", "truncate", "separators", "hang", "leak-400", "leak-401", "leak-429", "leak-500",
+          "leak-event"]
 LEAK_CODES = {400: ("context_length_exceeded", "messages"), 401: ("invalid_api_key", None),
               429: ("rate_limit_exceeded", None), 500: ("server_error", None)}
+
+# Every character str.splitlines() breaks on that is not a line end in SSE.
+SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"
+SEPARATORS_REPLY = f"one{SEPARATORS[0]}two {SEPARATORS[1]}three {SEPARATORS[2]}four {SEPARATORS[3:]}five"
 
 MARKDOWN_REPLY = (
     "# Result\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n\n"
@@ -122,6 +132,13 @@ class Upstream:
             await asyncio.sleep(30)
             return
         reasoning, text, tool_calls = self.script(model, body)
+        if model == "truncate" and not body.get("stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            whole = json.dumps({"id": "chatcmpl-up", "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).encode()
+            await send({"type": "http.response.body", "body": whole[: len(whole) // 2], "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": None if tool_calls else text, "refusal": None}
             if reasoning:
@@ -154,6 +171,8 @@ class Upstream:
             return "", " ".join(f"word{i}" for i in range(400)), []
         if model == "markdown":
             return "", MARKDOWN_REPLY, []
+        if model == "separators":
+            return "", SEPARATORS_REPLY, []
         if model == "reasoner":
             return "Thinking about: " + prompt, "Answer: " + prompt, []
         if model == "tools" and not any(m.get("role") == "tool" for m in body.get("messages") or []):
@@ -172,6 +191,12 @@ class Upstream:
         async def event(data):
             if gone.is_set():
                 raise _Gone
+            if model == "separators":  # raw UTF-8, CRLF, each CR and its LF in separate writes
+                payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+                for part in (f"data: {payload}\r", "\n\r", "\n"):
+                    await send({"type": "http.response.body", "body": part.encode(), "more_body": True})
+                    await asyncio.sleep(0.005)
+                return
             payload = data if isinstance(data, str) else json.dumps(data)
             await send({"type": "http.response.body", "body": f"data: {payload}\n\n".encode(), "more_body": True})
             if delay:
@@ -193,6 +218,9 @@ class Upstream:
                 await event({"error": {"message": f"Upstream trouble with {headers.get('authorization', '')}",
                                        "code": "server_error"}})
                 break
+            if model == "truncate" and i == len(pieces) // 2:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})  # a clean end
+                return
             await event(chunk({"content": piece}))
         if model != "no-finish":
             await event(chunk({}, "tool_calls" if tool_calls else "stop"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conversations.chat import frames, hub
-from conversations.chat.replies import Reply, request_stop
+from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.models import Conversation, Message, Model, Profile, PromptTemplate
@@ -23,6 +23,7 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
         raise ChatError("Type a message first.")
     if len(text) > MAX_MESSAGE_CHARS:
         raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
+    await interrupt_stale(conversation.id)  # a reply whose process died holds nothing up
     if await _streaming(conversation).aexists():
         raise ChatError("A reply is still being written: wait for it or press Stop.")
     caller = await _caller(user, conversation)
@@ -91,7 +92,7 @@ async def _choose_template(conversation: Conversation, ref: str | None) -> None:
 async def _start_reply(caller: pipeline.Caller, conversation: Conversation) -> Reply:
     reply = await Message.objects.acreate(
         conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
-        model=conversation.model.name,
+        model=conversation.model.name, request_id=caller.request_id,
     )
     await hub.publish(conversation.id, frames.message(reply))
     return Reply(conversation, reply, caller).start()

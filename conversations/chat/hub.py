@@ -33,6 +33,11 @@ def crosses_processes() -> bool:
 
 
 def join(conversation_id: int, subscriber) -> None:
+    from conversations.chat import sweeper  # it publishes through this module
+
+    # Servers without an ASGI lifespan (Daphne, runserver) start the sweep with their first tab:
+    # a tab must not wait forever on a reply whose process died.
+    sweeper.ensure_running()
     _local[conversation_id].add(subscriber)
 
 

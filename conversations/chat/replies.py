@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
@@ -185,8 +187,54 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
 
 
 async def request_stop(message_id: int) -> None:
-    """Stop a reply wherever it runs: directly here, or through the channel layer."""
+    """Stop a reply wherever it runs: directly here, or through the channel layer. A reply whose
+    process died has no task to stop: it is marked interrupted (at once with one process; with
+    several, once it goes unsaved for `liveness_seconds()` after the request)."""
     if reply := RUNNING.get(message_id):
         reply.stop()
-    else:
-        await get_channel_layer().group_send(hub.reply_group(message_id), {"type": "reply.stop"})
+        return
+    saved_at = await (Message.objects.filter(pk=message_id, status=Message.Status.STREAMING)
+                      .values_list("updated_at", flat=True).afirst())
+    if saved_at is None:
+        return
+    if not hub.crosses_processes():  # one process, and no task in it: its writer is gone
+        await interrupt(Message.objects.filter(pk=message_id, updated_at=saved_at))
+        return
+    await get_channel_layer().group_send(hub.reply_group(message_id), {"type": "reply.stop"})
+    task = asyncio.get_running_loop().create_task(_interrupt_if_unheard(message_id, saved_at))
+    _watching.add(task)
+    task.add_done_callback(_watching.discard)
+
+
+_watching: set[asyncio.Task] = set()
+
+
+def liveness_seconds() -> float:
+    """A reply being written is saved every CHAT_SAVE_SECONDS: twice that, and a margin, unsaved
+    after a Stop means no process is writing it."""
+    return 2 * settings.CHAT_SAVE_SECONDS + 1
+
+
+async def _interrupt_if_unheard(message_id: int, saved_at) -> None:
+    deadline = time.monotonic() + liveness_seconds()
+    latest = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING, updated_at=saved_at)
+    while time.monotonic() < deadline:
+        if not await latest.aexists():  # stopped, finished or saved: a process is writing it
+            return
+        await asyncio.sleep(0.1)
+    await interrupt(latest)
+
+
+async def interrupt_stale(conversation_id: int | None = None) -> list[int]:
+    """Replies not saved for CHAT_STALE_SECONDS (their process died), of one conversation or all:
+    marked interrupted, and every tab on any process gets the final message."""
+    messages = Message.objects.all() if conversation_id is None else Message.objects.filter(conversation_id=conversation_id)
+    return await interrupt(messages, saved_before=timezone.now() - timedelta(seconds=settings.CHAT_STALE_SECONDS))
+
+
+async def interrupt(messages, *, saved_before=None) -> list[int]:
+    """These streaming messages, whose writer is gone: interrupted, and every tab told."""
+    ids = await database_sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
+    async for message in Message.objects.filter(pk__in=ids):
+        await hub.publish(message.conversation_id, frames.message(message))
+    return ids

@@ -10,7 +10,8 @@ Profile, which covers the browser chat and all their keys together).
   in the cache, seeded from the usage records. A request reserves its estimated cost before it
   starts, and is refused if the spend *before* its reservation had reached the budget: concurrent
   requests overspend by at most one request's worth. When it ends, the real cost replaces the
-  reservation.
+  reservation. The counters agree with the usage rows: an attempt's pending row holds the cost
+  reserved for it until it is settled, also by the sweep when its process died (`reconcile`).
 """
 
 from __future__ import annotations
@@ -156,9 +157,13 @@ def _rate_limited(message: str, reset_at: float) -> GatewayError:
     return GatewayError(429, message, code="rate_limit_exceeded", retry_after=retry_after)
 
 
+def _counter_name(ident: str, scope: str) -> str:
+    return f"spend:{ident}:{scope}"
+
+
 async def _spend_counter(subject: Subject, scope: str) -> str:
     """The cache key of a spend counter, seeded from the usage records when it is not there."""
-    counter = f"spend:{subject.ident}:{scope}"
+    counter = _counter_name(subject.ident, scope)
     if await django_cache.aget(counter) is None:
         records = subject.records()
         if scope != "total":
@@ -174,14 +179,20 @@ async def spent(subject: Subject, scope: str = "total") -> Decimal:
     return Decimal(await django_cache.aget(await _spend_counter(subject, scope)) or 0) / MICRO
 
 
+def held(reservation: Reservation | None) -> Decimal:
+    """What the next attempt's pending usage row holds in the counters."""
+    return Decimal(reservation.micros) / MICRO if reservation is not None else Decimal(0)
+
+
 def settle(caller, reservation: Reservation | None, record: UsageRecord) -> None:
-    """After each attempt: its real cost replaces the reservation, its tokens count per minute."""
+    """After each attempt: its real cost replaces the reservation, its tokens count per minute.
+    A fallback's next attempt holds nothing: the counters add up each attempt's row."""
     tpm_subjects = [s for s in subjects_of(caller) if s.tpm]
     delta, counters = 0, []
     if reservation is not None:
         cost = math.ceil(Decimal(record.cost) * MICRO)
         # Worked out here, not in the task: after a fallback the next attempt settles again.
-        delta, reservation.micros, counters = cost - reservation.micros, cost, reservation.counters
+        delta, reservation.micros, counters = cost - reservation.micros, 0, reservation.counters
     if not counters and not tpm_subjects:
         return
     task = asyncio.get_running_loop().create_task(_settle(tpm_subjects, record.total_tokens, counters, delta))
@@ -196,6 +207,23 @@ async def _settle(tpm_subjects: list[Subject], tokens: int, counters: list[str],
             await fixed.hit(RateLimitItemPerMinute(subject.tpm), "tpm", subject.ident, cost=tokens)
     for counter in counters:
         await django_cache.aincr(counter, delta)
+
+
+async def reconcile(record: UsageRecord, held_cost: Decimal) -> None:
+    """A row the sweep settled (its process died): its cost replaces what it held in whichever
+    spend counters exist; a counter not there yet is seeded from the rows when next needed."""
+    delta = math.ceil(Decimal(record.cost) * MICRO) - math.ceil(Decimal(held_cost) * MICRO)
+    if not delta:
+        return
+    month = record.created_at.astimezone(UTC).strftime("%Y-%m")
+    idents = [f"key:{record.api_key_id}"] if record.api_key_id else []
+    idents += [f"user:{record.user_id}"] if record.user_id else []
+    for ident in idents:
+        for scope in ("total", month):
+            try:
+                await django_cache.aincr(_counter_name(ident, scope), delta)
+            except ValueError:
+                pass
 
 
 async def settled() -> None:

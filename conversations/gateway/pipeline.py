@@ -4,7 +4,9 @@
 the key's or the template's default, then the `models` fallbacks), each one the caller may use;
 the template expanded; the limits checked. `stream()` and `complete()` carry it out: the next
 model is tried when an upstream fails before its first token (429, 5xx, timeout, refused
-connection), and every attempt writes a usage record, a stream cut short billed for what it made.
+connection), and every attempt has a usage row from its start (conversations.gateway.usage), a
+stream cut short billed for what it made. A stream that ends without saying it is done (no
+finish_reason, no [DONE]) is an error, not a reply: "truncated" in its usage row.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 from conversations.gateway import cache, limits, usage
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.templates import find_template, render_messages
-from conversations.llm.client import Chunk, UpstreamError
+from conversations.llm.client import Chunk, StreamTruncated, UpstreamError
 from conversations.llm.client import complete_chat as upstream_complete
 from conversations.llm.client import stream_chat as upstream_stream
 from conversations.models import ApiKey, Model, Profile
@@ -135,33 +137,46 @@ def _takes_transforms(model: Model) -> bool:
     return (urlsplit(model.provider.base_url).hostname or "").endswith("openrouter.ai")
 
 
-def _record(plan: Plan, model: Model, meter: usage.Meter, status: str, error: str = "") -> None:
-    caller = plan.caller
-    record = meter.record(
-        request_id=caller.request_id, source=caller.source, user=caller.user, api_key=caller.api_key,
-        model_name=model.name, model=model, provider=model.provider, session_id=caller.session_id,
-        status=status, error=error[:2000],
-    )
-    usage.record(record)
-    limits.settle(caller, plan.reservation, record)
+def _begin(plan: Plan, model: Model) -> usage.Entry:
+    """An attempt's usage row, pending from its start (no wait: the writer inserts it)."""
+    meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
+    return usage.begin(meter, held=limits.held(plan.reservation), **_row_fields(plan.caller, model))
+
+
+def _row_fields(caller: Caller, model: Model) -> dict:
+    return dict(request_id=caller.request_id, source=caller.source, user=caller.user, api_key=caller.api_key,
+                model_name=model.name, model=model, provider=model.provider, session_id=caller.session_id)
+
+
+def _settle(plan: Plan, model: Model, entry: usage.Entry, status: str, error: str = "") -> None:
+    record = entry.meter.record(status=status, error=error[:2000], **_row_fields(plan.caller, model))
+    usage.settle(entry, record)
+    limits.settle(plan.caller, plan.reservation, record)
+
+
+def _failure(exc: UpstreamError) -> str:
+    """The usage status of a failed attempt."""
+    return "truncated" if isinstance(exc, StreamTruncated) else "error"
 
 
 async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
     """Stream the completion, in batches (what one network read brought): chunks with `model`
     set to the public name that served it."""
     for attempt, model in enumerate(plan.models):
-        meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
-        status, error, started = "ok", "", False
+        entry = _begin(plan, model)
+        meter = entry.meter
+        status, error, started, stream_id = "ok", "", False, ""
         try:
             async for batch in upstream_stream(model.provider.upstream(), _upstream_body(model, plan.body, stream=True)):
                 started = True
+                stream_id = batch[-1].data.get("id") or stream_id
                 if out := [chunk for chunk in batch if _relay(plan, model, meter, chunk)]:
                     yield out
             if plan.wants_usage and meter.usage is None:  # the upstream sent none: counted here
-                yield [_usage_chunk(model, meter)]
+                yield [_usage_chunk(model, meter, stream_id)]
             return
         except UpstreamError as exc:
-            status, error = "error", exc.detail  # admins only (see UpstreamError)
+            status, error = _failure(exc), exc.detail  # the upstream's text: admins only (see UpstreamError)
             if exc.retryable and not started and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
@@ -169,7 +184,7 @@ async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
             status, error = "cancelled", exc.__class__.__name__
             raise
         finally:
-            _record(plan, model, meter, status, error)
+            _settle(plan, model, entry, status, error)
 
 
 def _relay(plan: Plan, model: Model, meter: usage.Meter, chunk: Chunk) -> bool:
@@ -186,7 +201,8 @@ def _relay(plan: Plan, model: Model, meter: usage.Meter, chunk: Chunk) -> bool:
 async def complete(plan: Plan) -> dict:
     """The whole completion at once (stream=false)."""
     for attempt, model in enumerate(plan.models):
-        meter = usage.Meter(prompt_chars=usage.prompt_chars(plan.body))
+        entry = _begin(plan, model)
+        meter = entry.meter
         status, error = "ok", ""
         try:
             response = await upstream_complete(model.provider.upstream(), _upstream_body(model, plan.body, stream=False))
@@ -198,7 +214,7 @@ async def complete(plan: Plan) -> dict:
                                      "total_tokens": prompt + completion}
             return response
         except UpstreamError as exc:
-            status, error = "error", exc.detail  # admins only (see UpstreamError)
+            status, error = _failure(exc), exc.detail  # the upstream's text: admins only (see UpstreamError)
             if exc.retryable and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
@@ -206,13 +222,14 @@ async def complete(plan: Plan) -> dict:
             status, error = "cancelled", exc.__class__.__name__
             raise
         finally:
-            _record(plan, model, meter, status, error)
+            _settle(plan, model, entry, status, error)
     raise AssertionError("unreachable: plan.models is never empty")
 
 
-def _usage_chunk(model: Model, meter: usage.Meter) -> Chunk:
+def _usage_chunk(model: Model, meter: usage.Meter, stream_id: str) -> Chunk:
+    """The usage chunk an upstream did not send, made up as the last chunk of its stream (its id)."""
     prompt, completion, _, _ = meter.tokens()
     return Chunk({
-        "id": "chatcmpl-usage", "object": "chat.completion.chunk", "created": int(time.time()), "model": model.name,
+        "id": stream_id or "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion.chunk", "created": int(time.time()), "model": model.name,
         "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     })

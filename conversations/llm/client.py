@@ -208,19 +208,28 @@ class EventBuffer:
     are skipped; several data lines make one payload, joined by newlines). It takes whole network
     reads, not lines, so that every event that came in one read goes downstream in one write:
     per-event writes were the largest cost of relaying a fast upstream (scripts/bench_gateway.py).
+
+    Lines end at CR, LF or CRLF only, as the SSE format says: `str.splitlines()` also breaks on
+    U+2028, U+2029, U+0085 and a few control characters, which JSON may carry unescaped (vLLM and
+    llama.cpp send raw UTF-8), and would cut a chunk in half. A CR that ends one read and an LF
+    that starts the next are one line end.
     """
 
     def __init__(self):
         self._pending = ""
         self._data: list[str] = []
+        self._after_cr = False
 
     def feed(self, text: str) -> list[str]:
         """The payloads of the events that `text` completes."""
-        lines = (self._pending + text).splitlines(keepends=True)
-        self._pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
+        text = self._pending + text
+        lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
+        self._pending = lines.pop()  # what follows the last line end: an unfinished line
         payloads = []
         for line in lines:
-            line = line.rstrip("\r\n")
             if not line:  # a blank line ends an event
                 if self._data:
                     payloads.append("\n".join(self._data))
@@ -228,6 +237,14 @@ class EventBuffer:
             elif line.startswith("data:"):
                 self._data.append(line[6:] if line.startswith("data: ") else line[5:])
         return payloads
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+class StreamTruncated(UpstreamError):
+    """The upstream's body ended cleanly but the reply did not: no `data: [DONE]` and no
+    finish_reason. Without this, half a reply would pass for a whole one."""
 
 
 async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[list[Chunk]]:
@@ -246,7 +263,7 @@ async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[list[Chun
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 raise UpstreamError(502, f"{upstream.name}: the upstream did not answer with an event stream "
                                          f"({response.headers.get('content-type') or 'no content type'})")
-            events, done = EventBuffer(), False
+            events, done, ending = EventBuffer(), False, _Ending()
             # After [DONE] the body is still read to its end: a response left half-read cannot go
             # back to the pool, and every request would open a new connection.
             async for text in response.aiter_text():
@@ -255,11 +272,42 @@ async def stream_chat(upstream: Upstream, body: dict) -> AsyncIterator[list[Chun
                     if done or payload == "[DONE]":
                         done = True
                         continue
-                    batch.append(_parse_chunk(payload, upstream))
+                    chunk = _parse_chunk(payload, upstream)
+                    ending.observe(chunk.data)
+                    batch.append(chunk)
                 if batch:
                     yield batch
+            if not done and not ending.finished:
+                raise StreamTruncated(502, f"{upstream.name}: the upstream's stream ended before the reply was complete "
+                                           "(no finish_reason and no [DONE])", retryable=True)
     except httpx.HTTPError as exc:
         raise _translate(exc, upstream) from exc
+
+
+class _Ending:
+    """Whether a stream that ends without [DONE] (which OpenAI always sends) still ended its reply:
+    every choice it started has a finish_reason."""
+
+    __slots__ = ("open", "seen")
+
+    def __init__(self):
+        self.open: set[int] = set()
+        self.seen = False
+
+    def observe(self, chunk: dict) -> None:
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            self.seen = True
+            index = choice.get("index", 0)
+            if choice.get("finish_reason"):
+                self.open.discard(index)
+            else:
+                self.open.add(index)
+
+    @property
+    def finished(self) -> bool:
+        return self.seen and not self.open
 
 
 def _parse_chunk(payload: str, upstream: Upstream) -> Chunk:

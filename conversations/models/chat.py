@@ -46,13 +46,14 @@ class MessageQuerySet(models.QuerySet):
     def mark_stale_interrupted(self) -> list[int]:
         """Streaming messages nobody has saved lately belong to a dead process: interrupted.
         Returns their ids."""
-        cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_SECONDS)
-        stale = list(self.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).values_list("id", flat=True))
-        if stale:
-            self.filter(pk__in=stale, status=Message.Status.STREAMING).update(
-                status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now()
-            )
-        return stale
+        return self.mark_interrupted(saved_before=timezone.now() - timedelta(seconds=settings.CHAT_STALE_SECONDS))
+
+    def mark_interrupted(self, *, saved_before) -> list[int]:
+        """These streaming messages, if not saved since `saved_before`: interrupted. Returns the
+        ids of those this call changed (each claimed once, when several processes sweep)."""
+        stale = self.filter(status=Message.Status.STREAMING, updated_at__lt=saved_before).values_list("id", flat=True)
+        return [pk for pk in list(stale) if Message.objects.filter(pk=pk, status=Message.Status.STREAMING).update(
+            status=Message.Status.INTERRUPTED, error=INTERRUPTED_ERROR, updated_at=timezone.now())]
 
 
 class Message(models.Model):
@@ -79,6 +80,8 @@ class Message(models.Model):
     model = models.CharField(max_length=200, blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # A reply's gateway request (its usage rows'), so that the sweep bills the text it saved.
+    request_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

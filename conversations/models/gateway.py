@@ -202,9 +202,12 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # pending (under way), ok, error, truncated, cancelled, interrupted (its process died).
     status = models.CharField(max_length=16, default="ok")
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    # While pending: the heartbeat of the process serving it (conversations.gateway.usage).
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
@@ -214,6 +217,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["api_key", "created_at"], name="usage_key_date"),
             # The admin's usage chart over all users.
             models.Index(fields=["created_at"], name="usage_date"),
+            # The sweep for rows whose process died: only pending rows are indexed.
+            models.Index(fields=["updated_at"], name="usage_pending_heartbeat", condition=models.Q(status="pending")),
         ]
 
     def __str__(self) -> str:
