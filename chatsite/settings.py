@@ -126,8 +126,9 @@ REDIS_PREFIX = env.str("CHATSITE_REDIS_PREFIX", default="chatsite")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # Pub/sub: a group_send is one PUBLISH, and nothing queues up for absent listeners.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Pub/sub: a group_send is one PUBLISH, and nothing queues up for absent listeners;
+            # tabs keep working in-process while Redis is away (conversations/chat/layer.py).
+            "BACKEND": "conversations.chat.layer.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
                 "prefix": f"{REDIS_PREFIX}:",
