@@ -168,3 +168,37 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base_url}/")
+
+
+# -- CI: a whole part of the suite skipped is a failure, not a pass
+
+REQUIRE_ALL_PARTS = os.environ.get("CHATSITE_REQUIRE_ALL_PARTS", "") not in ("", "0")
+_untested: list = []
+
+
+def _part_of(report) -> str | None:
+    """The part a test belongs to, if CI must not let it go untested."""
+    if report.nodeid.startswith("tests/test_local_model.py"):
+        return "local model"
+    if "browser" in report.keywords and not ("redis" in report.keywords and not REDIS):
+        return "browser"  # (the Redis-only browser tests skip in the embedded pass, on purpose)
+    return None
+
+
+def pytest_runtest_logreport(report):
+    if REQUIRE_ALL_PARTS and report.skipped and (part := _part_of(report)):
+        _untested.append((part, report))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _untested:
+        terminalreporter.section("parts of the suite that did not run", red=True)
+        for part, report in _untested:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.line(f"{part}: {report.nodeid}: {reason}")
+        terminalreporter.line("CHATSITE_REQUIRE_ALL_PARTS is set (CI): these must run, so the run fails.")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _untested and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
