@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+# A connection kept between requests (`?conn_max_age=600` in DATABASE_URL) is checked before its
+# first use in each request or websocket event: one the database dropped (a restart) is replaced.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- Channel layer and cache: in-process by default, Redis via REDIS_URL.
