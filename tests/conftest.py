@@ -19,6 +19,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
+BROWSER_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +141,11 @@ def browser():
     open, and the async tests that a worker runs after the browser's module need the thread's."""
     if not CHROMIUM:
         pytest.skip("Debian's chromium is not installed (make test installs it with apt-get)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() waits 5 s by default, apart from the context's timeouts: on a loaded machine a
+    # reply can take longer to show. A deadline for a stuck test, not a speed expectation.
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     # Playwright's sync API keeps an event loop running in this thread, which Django takes for
     # async code; the tests' own ORM calls are plain sync code, so the check is lifted here
     # (not in the servers under test: tests/live.py starts them without this variable).
@@ -156,7 +160,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     yield page
     context.close()
