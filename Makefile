@@ -97,7 +97,7 @@ browser:
 	  else echo "chromium is not installed (apt-get install chromium): the browser tests will be skipped"; fi; }
 
 test: setup browser
-	@$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@$(PY) -m pytest -n 2 --dist loadgroup -rs $(PYTEST_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -121,6 +121,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+# A connection kept between requests (`?conn_max_age=600` in DATABASE_URL) is checked before its
+# first use in each request or websocket event: one the database dropped (a restart) is replaced.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- Channel layer and cache: in-process by default, Redis via REDIS_URL.
@@ -130,8 +133,9 @@ REDIS_PREFIX = env.str("CHATSITE_REDIS_PREFIX", default="chatsite")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # Pub/sub: a group_send is one PUBLISH, and nothing queues up for absent listeners.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Pub/sub: a group_send is one PUBLISH, and nothing queues up for absent listeners;
+            # tabs keep working in-process while Redis is away (conversations/chat/layer.py).
+            "BACKEND": "conversations.chat.layer.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
                 "prefix": f"{REDIS_PREFIX}:",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from conversations import account, views
+from conversations import account, health, views
 from conversations.api import views as api
 from conversations.search.views import search_page
 
@@ -14,7 +14,7 @@ urlpatterns = [
     path("setup/", views.setup, name="setup"),
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
     path("accounts/", include("conversations.sso.urls")),  # single sign-on, break-glass, reset mail
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

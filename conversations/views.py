@@ -1,4 +1,4 @@
-"""The pages: the conversation list, one conversation, first-run set-up, health."""
+"""The pages: the conversation list, one conversation, first-run set-up."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from django import forms
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import BaseUserCreationForm
-from django.db import connection
-from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -20,18 +18,6 @@ SIDEBAR_CONVERSATIONS = 100
 # A search result opens its conversation a few messages above the match, down to the latest.
 AROUND_CONTEXT = 10
 AROUND_LIMIT = 500
-
-
-@login_not_required
-@require_GET
-def healthz(request):
-    """200 when the database answers; for load balancers and scripts."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
-    return JsonResponse({"status": "ok"})
 
 
 class AdminSetupForm(BaseUserCreationForm):

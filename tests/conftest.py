@@ -19,6 +19,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
+BROWSER_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +90,7 @@ def conversation(alice, provider):
 def _servers_quiet_before_flush(request):
     """A test's live servers may still be writing (a reply, a usage batch) when it ends; the
     database flush that follows must not race them (PostgreSQL: a TRUNCATE deadlock)."""
-    servers = {"site_server", "api_server", "two_servers"} & set(request.fixturenames)
+    servers = {"site_server", "api_server", "two_servers", "fault_site", "redis_site"} & set(request.fixturenames)
     if servers:
         request.getfixturevalue("transactional_db")  # set up first, so flushed after this waits
     yield
@@ -141,8 +142,11 @@ def browser():
     open, and the async tests that a worker runs after the browser's module need the thread's."""
     if not CHROMIUM:
         pytest.skip("Debian's chromium is not installed (make test installs it with apt-get)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() waits 5 s by default, apart from the context's timeouts: on a loaded machine a
+    # reply can take longer to show. A deadline for a stuck test, not a speed expectation.
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     # Playwright's sync API keeps an event loop running in this thread, which Django takes for
     # async code; the tests' own ORM calls are plain sync code, so the check is lifted here
     # (not in the servers under test: tests/live.py starts them without this variable).
@@ -157,7 +161,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     yield page
     context.close()
@@ -169,3 +173,37 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base_url}/")
+
+
+# -- CI: a whole part of the suite skipped is a failure, not a pass
+
+REQUIRE_ALL_PARTS = os.environ.get("CHATSITE_REQUIRE_ALL_PARTS", "") not in ("", "0")
+_untested: list = []
+
+
+def _part_of(report) -> str | None:
+    """The part a test belongs to, if CI must not let it go untested."""
+    if report.nodeid.startswith("tests/test_local_model.py"):
+        return "local model"
+    if "browser" in report.keywords and not ("redis" in report.keywords and not REDIS):
+        return "browser"  # (the Redis-only browser tests skip in the embedded pass, on purpose)
+    return None
+
+
+def pytest_runtest_logreport(report):
+    if REQUIRE_ALL_PARTS and report.skipped and (part := _part_of(report)):
+        _untested.append((part, report))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _untested:
+        terminalreporter.section("parts of the suite that did not run", red=True)
+        for part, report in _untested:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.line(f"{part}: {report.nodeid}: {reason}")
+        terminalreporter.line("CHATSITE_REQUIRE_ALL_PARTS is set (CI): these must run, so the run fails.")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _untested and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, Model
 from tests.conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -91,15 +91,23 @@ def test_closing_the_tab_mid_reply_loses_nothing(browser, site_server, alice, pr
 
 
 def test_a_failed_reply_shows_the_error_in_place_and_regenerates(page, site_server, alice, provider):
+    Model.objects.create(provider=provider, upstream_id="flaky", name="flaky")  # breaks once, then answers
     open_new_chat(page, site_server)
-    send(page, "a b c d e", "break")
+    send(page, "a b c d e", "flaky")
     error = page.locator(".message.assistant.error")
     expect(error.get_by_role("alert")).to_contain_text("upstream")
     expect(error.locator(".body")).to_contain_text("Echo: a b")
-    page.get_by_label("Model").select_option("echo")  # the picked model applies to what is sent next
+    failed = Message.objects.get(role="assistant")
+    assert (failed.status, failed.content) == ("error", "Echo: a b")
+
     error.get_by_role("button", name="Regenerate").click()
-    expect(page.locator(".message.assistant.error")).to_have_count(1)  # still the break model
-    assert Message.objects.filter(role="assistant").count() == 1
+    # The failed reply is replaced, in place, by a new one written in full.
+    expect(page.locator(".message.assistant.complete")).to_contain_text("Echo: a b c d e")
+    expect(page.locator(f"#msg-{failed.id}")).to_have_count(0)
+    expect(page.locator(".message.assistant")).to_have_count(1)
+    expect(page.locator(".message.assistant [role=alert]")).to_have_count(0)
+    reply = Message.objects.get(role="assistant")
+    assert reply.id != failed.id and (reply.status, reply.content, reply.error) == ("complete", "Echo: a b c d e", "")
 
 
 def test_a_second_tab_sees_the_reply_live(browser, site_server, alice, provider):

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Message
-from tests.conftest import REDIS, log_in
+from tests.conftest import BROWSER_TIMEOUT_MS, REDIS, log_in
 from tests.live import Server
 
 pytestmark = [
@@ -34,7 +34,7 @@ def two_servers(django_db_blocker):
 
 def open_on(browser, server, path="/"):
     page = browser.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
     log_in(page, server.url, "alice", "alice-password")
     if path != "/":
         page.goto(server.url + path)

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation, Message, Model
+from tests.conftest import REDIS
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,8 @@ def test_login_page_logs_in(client, alice):
 
 def test_healthz_answers_without_login(client):
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    expected = {"status": "ok", "database": "ok"} | ({"redis": "ok"} if REDIS else {})
+    assert response.status_code == 200 and response.json() == expected
 
 
 def test_the_list_shows_my_conversations_newest_first_in_constant_queries(client, alice, bob, provider):

@@ -9,6 +9,8 @@ The model asked for picks the behaviour:
   tools       a tool call (get_weather) instead of text, until a tool result comes back
   fail-429    HTTP 429;  fail-500: HTTP 500;  fail-401: HTTP 401
   break       a few words, then the connection drops without [DONE]
+  flaky       as break the first time it is asked a prompt, as echo after (a passing fault;
+              not in MODELS: a test that wants it adds the model)
   no-finish   the words, then [DONE] with no finish_reason and no usage
   truncate    half the words, then the body ends cleanly: no finish_reason, no [DONE] (not
               streaming: half a JSON body)
@@ -70,6 +72,7 @@ class Upstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.url}/v1"
         self.cancelled = 0  # streams whose client went away before the end
+        self.flaky_seen: set[str] = set()  # prompts the "flaky" model has broken on once
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan="off", log_level="critical", interface="asgi3",
                                 http="h11", loop="asyncio")
         self.server = uvicorn.Server(config)
@@ -211,8 +214,12 @@ class Upstream:
                                                "function": {"name": call["function"]["name"], "arguments": ""}}]}))
             await event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}))
         pieces = words(text) if text else []
+        breaks = model == "break"
+        if model == "flaky" and (prompt := last_user_text(body)) not in self.flaky_seen:
+            self.flaky_seen.add(prompt)
+            breaks = True
         for i, piece in enumerate(pieces):
-            if model == "break" and i == 3:
+            if breaks and i == 3:
                 raise RuntimeError("scripted break")  # uvicorn drops the connection mid-stream
             if model == "leak-event" and i == 3:
                 await event({"error": {"message": f"Upstream trouble with {headers.get('authorization', '')}",

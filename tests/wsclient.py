@@ -23,7 +23,7 @@ class Tab:
         self.frames: list[str] = []
 
     async def connect(self) -> bool:
-        connected, _ = await self.comm.connect(timeout=5)
+        connected, _ = await self.comm.connect(timeout=30)
         return connected
 
     async def send(self, **content) -> None:
@@ -32,8 +32,9 @@ class Tab:
     async def close(self) -> None:
         await self.comm.disconnect()
 
-    async def read_until(self, predicate, timeout: float = 10.0) -> list[str]:
-        """Frames up to and including the first for which predicate(frame) holds."""
+    async def read_until(self, predicate, timeout: float = 30.0) -> list[str]:
+        """Frames up to and including the first for which predicate(frame) holds. The timeout is
+        a deadline for a stuck test, generous for a loaded machine: never a speed expectation."""
         deadline = time.monotonic() + timeout
         start = len(self.frames)
         while True:
@@ -45,7 +46,7 @@ class Tab:
             if predicate(frame):
                 return self.frames[start:]
 
-    async def read_reply(self, status: str = "complete", timeout: float = 10.0) -> list[str]:
+    async def read_reply(self, status: str = "complete", timeout: float = 30.0) -> list[str]:
         return await self.read_until(lambda f: f'class="message assistant {status}"' in f, timeout)
 
     async def drain(self, seconds: float = 0.2) -> list[str]:

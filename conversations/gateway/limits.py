@@ -12,11 +12,18 @@ Profile, which covers the browser chat and all their keys together).
   requests overspend by at most one request's worth. When it ends, the real cost replaces the
   reservation. The counters agree with the usage rows: an attempt's pending row holds the cost
   reserved for it until it is settled, also by the sweep when its process died (`reconcile`).
+
+Limits and budgets live on Redis when REDIS_URL is set. While Redis cannot be reached, a request
+that has limits or a budget is refused (fail closed: 503 with Retry-After, "limits_unavailable"),
+so nobody spends past a budget unnoticed; requests without limits are served as usual. Nothing
+needs a restart when Redis returns: every check opens a fresh connection from the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -28,13 +35,20 @@ from django.core.cache import cache as django_cache
 from django.db.models import Sum
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 
 from conversations.gateway.errors import GatewayError
 from conversations.models import Model, UsageRecord
 
 MICRO = 1_000_000
 RESERVED_COMPLETION_TOKENS = 1000  # assumed for the reservation when max_tokens is not given
+UNAVAILABLE_RETRY_SECONDS = 5  # Retry-After while the limits' store (Redis) cannot be reached
+# What a store that went away raises: redis-py's errors, the socket's own, or limits' wrapper.
+STORE_ERRORS = (RedisError, OSError, StorageError)
+
+log = logging.getLogger("chatsite.gateway")
 
 _limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _settling: set[asyncio.Task] = set()
@@ -102,8 +116,22 @@ def estimate_cost(model: Model, body: dict) -> Decimal:
 
 
 async def admit(caller, model: Model, body: dict) -> Reservation | None:
-    """Raise 429 or 402 when a subject is over a limit or budget; else reserve the cost."""
+    """Raise 429 or 402 when a subject is over a limit or budget, 503 when the limits cannot be
+    checked; else reserve the cost."""
     subjects = subjects_of(caller)
+    if not subjects:
+        return None
+    try:
+        return await _admit(subjects, model, body)
+    except STORE_ERRORS as exc:
+        log.warning("limits not checked, the request is refused: the store is unavailable (%r)", exc)
+        raise GatewayError(
+            503, "Limits and budgets cannot be checked right now (their store is unavailable); "
+            "try again in a few seconds.", code="limits_unavailable", retry_after=UNAVAILABLE_RETRY_SECONDS,
+        ) from None
+
+
+async def _admit(subjects: list[Subject], model: Model, body: dict) -> Reservation | None:
     for subject in subjects:
         await _check_rates(subject)
     budgeted = [s for s in subjects if s.budget_total is not None or s.budget_monthly is not None]
@@ -116,8 +144,9 @@ async def admit(caller, model: Model, body: dict) -> Reservation | None:
             for scope, budget in (("total", subject.budget_total), (month, subject.budget_monthly)):
                 if budget is not None:
                     await _reserve(reservation, subject, scope, budget)
-    except GatewayError:
-        await _release(reservation)
+    except (GatewayError, *STORE_ERRORS):
+        with contextlib.suppress(*STORE_ERRORS):
+            await _release(reservation)
         raise
     return reservation
 
@@ -201,6 +230,15 @@ def settle(caller, reservation: Reservation | None, record: UsageRecord) -> None
 
 
 async def _settle(tpm_subjects: list[Subject], tokens: int, counters: list[str], delta: int) -> None:
+    try:
+        await _settle_in_store(tpm_subjects, tokens, counters, delta)
+    except STORE_ERRORS as exc:
+        # The usage record is written all the same; the counters are seeded from those records
+        # again once their keys are gone (a Redis that restarted empty).
+        log.warning("usage not added to the limits' counters: the store is unavailable (%r)", exc)
+
+
+async def _settle_in_store(tpm_subjects: list[Subject], tokens: int, counters: list[str], delta: int) -> None:
     if tokens:
         _, fixed = _rate_limiters()
         for subject in tpm_subjects:
