@@ -13,6 +13,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.local import views as local_views
 from conversations.models import Conversation, Message, Model, PromptTemplate
 
 PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
@@ -77,7 +78,7 @@ def new_chat(request):
 
 @require_GET
 def conversation(request, pk: int):
-    conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
+    conversation = get_object_or_404(Conversation.objects.select_related("model__provider"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
     messages, has_earlier = _latest_messages(conversation, before=request.GET.get("before"))
     around = request.GET.get("around", "")
@@ -89,7 +90,8 @@ def conversation(request, pk: int):
         return render(request, "conversations/conversation.html#earlier", context)
     context |= {
         "conversations": _sidebar(request),
-        "models": list(Model.objects.usable_by(request.user)),
+        "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
+        "notice": local_views.notice_for(conversation.model),
         "presets": list(PromptTemplate.objects.only("name", "description")),
         # The websocket asks for what changed after this render when it (re)connects.
         "since": f"{time.time() - 1:.3f}",
