@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import ctypes
 import fcntl
 import importlib
@@ -69,15 +70,17 @@ def incomplete(name: str, path: list[str] | None = None) -> str:
     found = next(iter(importlib.metadata.distributions(name=name, path=path if path is not None else sys.path)), None)
     if found is None:
         return f"{name} is not installed"
-    for file in found.files or ():
-        if file.size is None:  # RECORD itself, and files written after it
+    # RECORD read as it is: Distribution.files leaves out the files that are missing.
+    for row in csv.reader((found.read_text("RECORD") or "").splitlines()):
+        if len(row) < 3 or not row[2].isdigit():  # RECORD itself, and files written after it
             continue
+        file, recorded = row[0], int(row[2])
         try:
             size = Path(found.locate_file(file)).stat().st_size
         except OSError:
             return f"{name} is incompletely installed ({file} is missing)"
-        if size != file.size:
-            return f"{name} is incompletely installed ({file} has {size} of {file.size} bytes)"
+        if size != recorded:
+            return f"{name} is incompletely installed ({file} has {size} of {recorded} bytes)"
     return ""
 
 
@@ -144,18 +147,16 @@ def decide(retry: bool) -> str:
         return "failed"
     if recorded == state.DONE and not local.unavailable_reason():
         return "done"
-    if recorded is None and not local.unavailable_reason() and not verify():
-        # Installed by other means (by hand, or an older Makefile): take it as it is.
-        state.write(state.DONE, since=time.time(), ended=time.time())
-        return "done"
+    # Installed by hand or by an older Makefile, the build takes seconds: pip finds both packages.
     return "build"
 
 
-def build(*, command: str | None = None, since: float | None = None) -> bool:
-    """Install, check, and record the outcome; the caller holds the lock. True when done."""
+def build(*, command: str | None = None, since: float | None = None, interrupted: bool | None = None) -> bool:
+    """Install, check, and record the outcome; the caller holds the lock (so a build the state
+    file says is running was interrupted). True when done."""
     since = since or time.time()
-    last = state.read()
-    interrupted = last.get("state") == state.BUILDING and last.get("pid") != os.getpid()
+    if interrupted is None:
+        interrupted = state.read().get("state") == state.BUILDING
     state.write(state.BUILDING, pid=os.getpid(), since=since)
     with open(state.log_file(), "w") as log:
         _note(log, f"building the local model (pid {os.getpid()})" + (" again: the last build was interrupted" if interrupted else ""))
@@ -246,6 +247,8 @@ def background(*, retry: bool = False, command: str | None = None) -> int:
         return 0
     since = time.time()
     argv = [sys.executable, "-m", state.BUILD_MODULE, "--locked-fd", str(lock.fileno()), "--since", repr(since)]
+    if state.read().get("state") == state.BUILDING:
+        argv.append("--interrupted")
     if command:
         argv += ["--command", command]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -315,12 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", help="a shell command standing in for the install steps (tests)")
     parser.add_argument("--locked-fd", type=int, help=argparse.SUPPRESS)  # the background child: lock inherited
     parser.add_argument("--since", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--interrupted", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the step's process group on the way out
     if args.locked_fd is not None:
         with contextlib.suppress(OSError):
             os.nice(BACKGROUND_NICENESS)
-        return 0 if build(command=args.command, since=args.since) else 1
+        return 0 if build(command=args.command, since=args.since, interrupted=args.interrupted) else 1
     if args.background:
         return background(retry=args.retry, command=args.command)
     return foreground(retry=args.retry, command=args.command)

@@ -116,7 +116,8 @@ class Status:
         if self.state == BUILDING:
             return f"preparing, {self.minutes} min" if self.minutes else "preparing, under a minute"
         if self.state == FAILED:
-            return f"could not be installed: {_clip(self.reason, 80)}"
+            # The reason's last clause is the telling one ("...: No CMAKE_CXX_COMPILER could be found.").
+            return f"could not be installed: {_clip(self.reason.rsplit(': ', 1)[-1], 80)}"
         if self.state == MISSING:
             return "not installed"
         if self.state == OFF:
