@@ -20,7 +20,10 @@ from conversations.api.handler import APIHandler  # noqa: E402
 from conversations.lifecycle import lifespan  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
-# The embedded model's server, started with the site when it is installed (see conversations/local).
+# The embedded model's supervisor (conversations/local): it starts the model's server now if it is
+# installed, else as soon as the background build is done. Here at import rather than in the
+# lifespan, because Daphne's runserver (`make run`) sends no lifespan events; Uvicorn imports this
+# module too, and start() is once per process.
 local.start()
 
 api_asgi_app = APIHandler()

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from conversations import account, health, views
 from conversations.api import views as api
+from conversations.local import views as local_model
 from conversations.search.views import search_page
 
 urlpatterns = [
@@ -12,6 +13,8 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
     path("search/", search_page, name="search"),
     path("setup/", views.setup, name="setup"),
+    path("local-model/notice/", local_model.notice, name="local_model_notice"),
+    path("local-model/<int:pk>/label/", local_model.label, name="local_model_label"),
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", health.healthz, name="healthz"),

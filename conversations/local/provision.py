@@ -1,7 +1,9 @@
 """The built-in provider "local" and its model "smollm2-135m", created on migrate.
 
-Connected to post_migrate in ConversationsConfig.ready(). It creates the rows once, when the local
-model is installed and LOCAL_MODEL is on, and otherwise leaves them to the admin: a model or
+Connected to post_migrate in ConversationsConfig.ready(). It creates the rows once, when LOCAL_MODEL
+is on and the local model is installed, or being built (`make run` migrates while the build runs
+in the background: the picker shows the model as being prepared), or failed to build (so the
+picker and the admin say why); and otherwise leaves them to the admin: a model or
 provider an admin disabled stays disabled, a model an admin deleted stays deleted (deleting the
 provider "local" brings both back on the next migrate). Only the provider's address follows
 LOCAL_MODEL_PORT, as long as it is still the built-in loopback one.
@@ -16,15 +18,28 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, router, transaction
 
 from conversations import local
+from conversations.local import state
 
 
 def local_base_url() -> str:
     return f"http://127.0.0.1:{settings.LOCAL_MODEL_PORT}/v1"
 
 
+def is_builtin(provider) -> bool:
+    """The provider of the embedded server (whose state local.status() tells)."""
+    return provider.base_url.rstrip("/") == local_base_url()
+
+
+def status_of(model):
+    """The local model's state.Status when `model` is the embedded one, else None."""
+    if model.upstream_id != local.MODEL_NAME or not is_builtin(model.provider):
+        return None
+    return local.status()
+
+
 def create_local_provider(sender=None, *, using: str = DEFAULT_DB_ALIAS, apps=global_apps, **kwargs) -> None:
     """post_migrate: the provider "local" with the model "smollm2-135m", if they are not there."""
-    if not settings.LOCAL_MODEL or not local.available():
+    if local.status().state not in (state.READY, state.BUILDING, state.FAILED):
         return
     try:
         Provider = apps.get_model("conversations", "Provider")

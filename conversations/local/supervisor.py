@@ -10,6 +10,9 @@ watcher starts a new one within `CHECK_SECONDS`.
 
 Nothing here blocks the site's start: the child loads the model (about a second) while the site
 comes up; a chat sent meanwhile fails like any unreachable upstream (503) and can be regenerated.
+While the model is still being built (`make run` builds it in the background, see build.py), the
+watcher only reads the build's state at each check, and starts the child once it is done: the
+site needs no restart.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
@@ -38,9 +42,11 @@ MAX_FAILURES = 3  # children that died on their own in a row: then stop trying, 
 
 class Supervisor:
     def __init__(self, port: int, *, threads: int = 1, model_file: Path | None = None, name: str = local.MODEL_NAME,
-                 host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), check_seconds: float = CHECK_SECONDS):
+                 host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), check_seconds: float = CHECK_SECONDS,
+                 installed: Callable[[], bool] = local.available):
         self.host, self.port, self.threads, self.name = host, port, threads, name
-        self.model_file = model_file or local.model_file()
+        self.model_file = model_file  # found when the child starts: the build may still be running
+        self.installed = installed
         self.extra_args = extra_args
         self.check_seconds = check_seconds
         self.process: subprocess.Popen | None = None
@@ -108,7 +114,7 @@ class Supervisor:
     def check(self) -> None:
         """Once: make sure something serves the model on the port."""
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.installed():
                 return
             if self.owns_child():
                 if self.probe() == "ours":
@@ -130,7 +136,7 @@ class Supervisor:
             self._spawn()
 
     def _spawn(self) -> None:
-        command = [sys.executable, "-m", "conversations.local.server", "--model", str(self.model_file),
+        command = [sys.executable, "-m", "conversations.local.server", "--model", str(self.model_file or local.model_file()),
                    "--name", self.name, "--host", self.host, "--port", str(self.port),
                    "--threads", str(self.threads), "--parent-pid", str(os.getpid()), *self.extra_args]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -189,5 +195,6 @@ def start() -> Supervisor:
     from django.conf import settings
 
     if _supervisor is None:
-        _supervisor = Supervisor(settings.LOCAL_MODEL_PORT, threads=settings.LOCAL_MODEL_THREADS).start()
+        _supervisor = Supervisor(settings.LOCAL_MODEL_PORT, threads=settings.LOCAL_MODEL_THREADS,
+                                 installed=lambda: local.status().ready).start()
     return _supervisor
