@@ -18,7 +18,6 @@ from conversations.gateway import usage
 from conversations.llm.client import EventBuffer
 from conversations.models import Message, UsageRecord
 from conversations.models.chat import INTERRUPTED_ERROR
-from tests.conftest import REDIS
 from tests.upstream import SEPARATORS, SEPARATORS_REPLY
 from tests.wsclient import Tab
 
@@ -170,18 +169,20 @@ async def test_a_usage_row_is_pending_while_the_reply_is_written_then_settled(al
 # -- 4. a reply whose process died does not hold the conversation up
 
 
-async def orphan_reply(conversation, content: str = "half a reply") -> Message:
-    """A reply left "streaming" by a process that is gone: no task writes it anywhere."""
-    return await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming",
-                                         content=content, model="long")
-
-
-async def test_send_interrupts_a_reply_not_saved_for_too_long_and_goes_ahead(alice, conversation):
+async def tab_then_orphan(alice, conversation) -> tuple[Tab, Message]:
+    """A tab that has caught up, then a reply left "streaming" by a process that is gone (no task
+    writes it anywhere), saved just now."""
     tab = Tab(alice, conversation.id)
     await tab.connect()
     await tab.send(message=" ")  # answered once the tab has caught up, so the orphan comes after
     await tab.read_until(lambda f: "Type a message first." in f)
-    orphan = await orphan_reply(conversation)
+    orphan = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming",
+                                           content="half a reply", model="long")
+    return tab, orphan
+
+
+async def test_send_interrupts_a_reply_not_saved_for_too_long_and_goes_ahead(alice, conversation):
+    tab, orphan = await tab_then_orphan(alice, conversation)
     await Message.objects.filter(pk=orphan.pk).aupdate(updated_at=orphan.updated_at - timedelta(minutes=5))
     await tab.send(message="are you there", model="echo")
     frames = await tab.read_until(lambda f: "Echo: are you there" in f and "complete" in f)
@@ -192,11 +193,10 @@ async def test_send_interrupts_a_reply_not_saved_for_too_long_and_goes_ahead(ali
     await tab.close()
 
 
-@pytest.mark.skipif(not REDIS, reason="with one process a reply with no task is interrupted when a tab connects")
 async def test_stop_interrupts_a_reply_that_no_process_writes_then_send_works(alice, conversation):
-    orphan = await orphan_reply(conversation)  # saved just now: not stale yet
-    tab = Tab(alice, conversation.id)
-    await tab.connect()
+    # Not stale: with one process its writer is known gone at once; with several (Redis), once
+    # it stays unsaved after the Stop.
+    tab, orphan = await tab_then_orphan(alice, conversation)
     await tab.send(message="next", model="echo")
     await tab.read_until(lambda f: "still being written" in f)
     assert orphan.id not in RUNNING
