@@ -172,12 +172,14 @@ def v1(server: Server, secret: str, body: dict, **kwargs) -> httpx.Response:
 
 
 def usage_of(request_id: str) -> UsageRecord:
-    return wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).first(), what=f"the usage record of {request_id}")
+    return wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).exclude(status="pending").first(),
+                    what=f"the settled usage record of {request_id}")
 
 
 def chat_usage(conversation: Conversation) -> UsageRecord:
-    return wait_for(lambda: UsageRecord.objects.filter(session_id=f"conversation-{conversation.id}").first(),
-                    what="the chat's usage record")
+    """The chat's usage record once settled (it is "pending" from the request's start)."""
+    return wait_for(lambda: UsageRecord.objects.filter(session_id=f"conversation-{conversation.id}")
+                    .exclude(status="pending").first(), what="the chat's settled usage record")
 
 
 def sse_events(text: str) -> list:
