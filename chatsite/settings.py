@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -264,6 +265,12 @@ OIDC_USE_PKCE = True
 OIDC_USE_NONCE = True
 OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)  # seconds, each request to the provider
 OIDC_DISCOVERY_SECONDS = env.int("OIDC_DISCOVERY_SECONDS", default=3600)
+if OIDC_ISSUER:
+    # The sign-in button is a form whose answer redirects to the provider, and Chrome applies the
+    # policy's form-action to that redirect: the issuer's origin is allowed (an authorization
+    # endpoint on another origin goes in CSP_FORM_ACTION).
+    _issuer = urlsplit(OIDC_ISSUER)
+    SECURE_CSP["form-action"] = [*SECURE_CSP["form-action"], f"{_issuer.scheme}://{_issuer.netloc}"]
 # Who may come in: new accounts only for these email domains (none by default), or none at all
 # with OIDC_INVITED_ONLY (then only people with an account, e.g. invited, linked by verified email).
 OIDC_ALLOWED_DOMAINS = [domain.lower() for domain in env.list("OIDC_ALLOWED_DOMAINS", default=[])]
