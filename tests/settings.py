@@ -31,3 +31,6 @@ GATEWAY_CACHE_SECONDS = 0.0  # servers under test must see each test's fresh row
 # The embedded local model stays out of the suite's databases and servers (so that tests see the
 # same rows on every machine); tests/test_local_model.py turns it on where it tests it.
 LOCAL_MODEL = False
+
+# Servers started by the tests outlive each test's database flush (see tests/middleware.py).
+MIDDLEWARE = ["tests.middleware.fresh_content_types", *MIDDLEWARE]  # noqa: F405
