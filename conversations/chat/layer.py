@@ -6,8 +6,9 @@ need Redis to chat. channels-redis, though, raises from every call while Redis i
 first call a websocket makes (subscribing its own channel) is part of the handshake: the browser
 got an HTTP 500 instead of a chat. Here, while Redis cannot be reached:
 
-- a subscription is kept in the process (its messages from this process still arrive) and made
-  in Redis as soon as Redis answers again, by a task that retries every `RETRY_SECONDS`;
+- a subscription is kept in the process (the consumer starts, its channel's queue exists) and
+  made in Redis as soon as Redis answers again, by a task that retries every `RETRY_SECONDS`
+  (in the meantime the hub delivers this process's own frames directly, as always);
 - a message for other processes is dropped (they catch up from the database: a tab's reconnect,
   the stale-reply sweep), and the first failure of an outage is logged.
 
@@ -63,7 +64,7 @@ class _Shard(RedisSingleShardConnection):
         except UNAVAILABLE as exc:
             self._unavailable(exc)
         else:
-            self._down = False
+            self._available()
 
     async def subscribe(self, channel):
         try:
@@ -93,14 +94,19 @@ class _Shard(RedisSingleShardConnection):
         while self._pending:
             await asyncio.sleep(RETRY_SECONDS)
             for channel in list(self._pending):
+                if channel not in self._pending:  # unsubscribed meanwhile
+                    continue
                 try:
                     await RedisSingleShardConnection.subscribe(self, channel)
                 except UNAVAILABLE:
                     break
                 self._pending.discard(channel)
+        self._available()
+
+    def _available(self) -> None:
         if self._down:
             self._down = False
-            log.warning("Redis answers again: messages cross processes again")
+            log.info("Redis answers again: messages cross processes again")
 
     def _unavailable(self, exc: BaseException) -> None:
         if not self._down:
