@@ -131,7 +131,7 @@ class Status:
         if self.state == BUILDING:
             so_far = f"{self.minutes} min so far" if self.minutes else "started under a minute ago"
             return (f"{name} is being prepared: its runtime (llama-cpp-python) is being compiled ({so_far}; "
-                    f"{FIRST_BUILD_MINUTES} minutes on a fresh machine). It answers as soon as that is done, "
+                    f"usually {FIRST_BUILD_MINUTES} minutes the first time, longer on a busy machine). It answers as soon as that is done, "
                     "without restarting the site; pick another model meanwhile.")
         if self.state == FAILED:
             return (f"{name} could not be installed: {self.reason}. Run `make local-model` to try again "
