@@ -183,7 +183,7 @@ _untested: list = []
 
 def _part_of(report) -> str | None:
     """The part a test belongs to, if CI must not let it go untested."""
-    if report.nodeid.startswith("tests/test_local_model.py"):
+    if report.nodeid.startswith(("tests/test_local_model.py", "tests/test_first_run.py")):
         return "local model"
     if "browser" in report.keywords and not ("redis" in report.keywords and not REDIS):
         return "browser"  # (the Redis-only browser tests skip in the embedded pass, on purpose)
