@@ -48,6 +48,7 @@ class Reply:
         self.finish_reason = ""
         self.usage: dict | None = None
         self.stop_requested = False
+        self.plan: pipeline.Plan | None = None
         self.task: asyncio.Task | None = None
 
     # -- control
@@ -109,7 +110,7 @@ class Reply:
         if self.conversation.template_id:
             body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)
                                    .values_list("uuid", flat=True).afirst())
-        plan = await pipeline.plan(self.caller, body)
+        plan = self.plan = await pipeline.plan(self.caller, body)
         async with contextlib.aclosing(pipeline.stream(plan)) as batches:
             async for batch in batches:
                 for chunk in batch:
@@ -177,6 +178,8 @@ class Reply:
             msg.completion_tokens = self.usage.get("completion_tokens")
         await msg.asave(update_fields=["content", "reasoning", "status", "error", "finish_reason",
                                        "prompt_tokens", "completion_tokens", "updated_at"])
+        if self.plan and self.plan.settled:  # its row may not be written yet: the settled record
+            msg.usage_record = self.plan.settled[-1]
         await hub.publish(self.conversation.id, frames.message(msg))
 
 

@@ -42,6 +42,20 @@
     }
   });
 
+  // Edit opens a message in place: its box holds the message's text until Save and send
+  // (the new version arrives as the branch shown) or Cancel.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-edit], [data-edit-cancel]");
+    var article = button && button.closest(".message");
+    if (!article) return;
+    var form = article.querySelector(".edit-form"), body = article.querySelector(".body");
+    var editing = button.hasAttribute("data-edit");
+    if (editing) form.querySelector("textarea").value = article.querySelector("textarea.raw").value;
+    form.hidden = !editing;
+    body.hidden = editing;
+    if (editing) form.querySelector("textarea").focus();
+  });
+
   // A form that asks first (Delete): data-confirm holds the question.
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
