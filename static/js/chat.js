@@ -42,18 +42,29 @@
     }
   });
 
-  // Edit opens a message in place: its box holds the message's text until Save and send
-  // (the new version arrives as the branch shown) or Cancel.
+  // Edit opens a message in place: a box (from the message's template, so that the page holds
+  // no second message box until then) with its text, until Save and send (the new version arrives
+  // as the branch shown) or Cancel.
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-edit], [data-edit-cancel]");
     var article = button && button.closest(".message");
     if (!article) return;
     var form = article.querySelector(".edit-form"), body = article.querySelector(".body");
-    var editing = button.hasAttribute("data-edit");
-    if (editing) form.querySelector("textarea").value = article.querySelector("textarea.raw").value;
-    form.hidden = !editing;
-    body.hidden = editing;
-    if (editing) form.querySelector("textarea").focus();
+    if (button.hasAttribute("data-edit-cancel")) {
+      if (form) form.remove();
+      body.hidden = false;
+      return;
+    }
+    if (!form) {
+      var template = article.querySelector("template.edit-template");
+      template.after(template.content.cloneNode(true));
+      form = article.querySelector(".edit-form");
+      htmx.process(form);
+    }
+    var box = form.querySelector("textarea");
+    box.value = article.querySelector("textarea.raw").value;
+    body.hidden = true;
+    box.focus();
   });
 
   // A form that asks first (Delete): data-confirm holds the question.
