@@ -13,7 +13,7 @@ written by a model can carry conversation text to a third party the moment the p
 from __future__ import annotations
 
 import hashlib
-from functools import cache
+from functools import cache, lru_cache
 
 import nh3
 from django.utils.html import escape
@@ -100,7 +100,23 @@ def _parser() -> MarkdownIt:
     return md
 
 
+# Rendering a reply costs milliseconds (Pygments, MathML, nh3) and a page shows dozens: the
+# latest replies' HTML is kept per process. Bounded: RENDER_CACHE_ENTRIES texts of at most
+# RENDER_CACHE_CHARS each (a few MB at most); longer ones are rendered every time.
+RENDER_CACHE_ENTRIES = 256
+RENDER_CACHE_CHARS = 16_000
+
+
 def render_markdown(text: str) -> SafeString:
+    return _render_cached(text) if len(text) <= RENDER_CACHE_CHARS else _render(text)
+
+
+@lru_cache(maxsize=RENDER_CACHE_ENTRIES)
+def _render_cached(text: str) -> SafeString:
+    return _render(text)
+
+
+def _render(text: str) -> SafeString:
     # Footnote anchors are named after the text, so that two replies on a page do not share them.
     html = _parser().render(text, {"docId": hashlib.blake2s(text.encode(), digest_size=4).hexdigest()})
     clean = nh3.clean(
