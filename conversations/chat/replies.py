@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from conversations.chat import frames, hub
 from conversations.chat.history import messages_for_reply
+from conversations.chat.tree import Tree
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.models import Conversation, Message, PromptTemplate
@@ -239,5 +240,6 @@ async def interrupt(messages, *, saved_before=None) -> list[int]:
     """These streaming messages, whose writer is gone: interrupted, and every tab told."""
     ids = await database_sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
     async for message in Message.objects.filter(pk__in=ids):
+        (await Tree.aof(message.conversation_id)).with_versions([message])  # its Previous/Next version
         await hub.publish(message.conversation_id, frames.message(message))
     return ids
