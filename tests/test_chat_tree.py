@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations.chat import tree
 from conversations.models import Conversation, Message, UsageRecord
+from conversations.search import search
 from tests.conftest import chain
 from tests.test_chat_stream import assistant_of, wait_for_idle
 from tests.wsclient import Tab
@@ -114,12 +115,17 @@ def test_a_conversation_of_1000_messages_over_10_branches_loads_in_constant_quer
 def test_a_search_result_opens_the_branch_that_holds_it(client, alice, conversation):
     client.force_login(alice)
     branches = build_branches(conversation, 3, 4)
-    hidden = branches[0][2]
-    page = client.get(f"/c/{conversation.id}/?around={hidden.id}").content.decode()
-    assert f'id="msg-{hidden.id}"' in page and ">b0 m3<" in page and ">b2 m" not in page
-    assert versions(page)[0] == "1 / 3"
+    hidden = tree.add(conversation, branches[0][1].id, role="user", content="the hidden needle")
+    tree.add(conversation, hidden.id, role="assistant", content="an answer below it")
+    chain(conversation, [Message(role="user", content="later, elsewhere")], branches[2][-1].id)
+    url = search(alice, "needle").results[0].url
+    assert f"around={hidden.id}" in url
+    page = client.get(url).content.decode()
+    assert f'id="msg-{hidden.id}"' in page and ">an answer below it<" in page
+    assert ">b2 m" not in page and "later, elsewhere" not in page
+    assert versions(page) == ["1 / 3", "2 / 2"]  # the first question's versions, then the needle's
     # And it stays the branch shown.
-    assert ">b0 m3<" in client.get(f"/c/{conversation.id}/").content.decode()
+    assert ">an answer below it<" in client.get(f"/c/{conversation.id}/").content.decode()
 
 
 # -- over the websocket
