@@ -198,7 +198,8 @@ async def test_an_edit_or_switch_names_only_messages_of_its_own_conversation(ali
     for request in ({"action": "edit", "message_id": secret.id, "message": "mine now"},
                     {"action": "switch", "message_id": secret.id},
                     {"action": "regenerate", "message_id": reply.id},
-                    {"action": "edit", "message_id": "1 OR 1=1", "message": "x"}):
+                    {"action": "edit", "message_id": "1 OR 1=1", "message": "x"},
+                    {"action": "switch", "message_id": "²"}, {"action": "switch", "message_id": "9" * 30}):
         await tab.send(**request)
         notice = (await tab.read_until(lambda f: 'id="composer-notice"' in f))[-1]
         assert "secret" not in notice and "bob" not in notice

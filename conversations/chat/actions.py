@@ -88,7 +88,8 @@ async def _ready(user, conversation: Conversation, model_name: str | None) -> pi
 
 async def _message(conversation: Conversation, message_id, role: str | None, refusal: str) -> Message:
     """One of this conversation's messages (of `role`), from an id a tab sent."""
-    if not str(message_id or "").isdigit():
+    text = str(message_id or "")
+    if not (text.isascii() and text.isdigit() and len(text) < 19):  # an id, not an overflow
         raise ChatError(refusal)
     rows = Message.objects.filter(conversation=conversation, pk=int(message_id))
     found = await (rows.filter(role=role) if role else rows).afirst()
