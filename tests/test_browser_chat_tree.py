@@ -94,3 +94,16 @@ def test_math_is_rendered_as_mathml(page, site_server, alice, provider):
     expect(reply.locator("math msup").first).to_be_attached()
     assert reply.locator("math").evaluate("el => el.namespaceURI") == "http://www.w3.org/1998/Math/MathML"
     expect(reply.locator(".body")).not_to_contain_text("$x^2")
+
+
+def test_a_message_being_edited_keeps_what_was_typed_when_the_branch_is_sent_again(page, site_server, alice, provider):
+    open_new_chat(page, site_server)
+    send(page, "a question", "echo")
+    reply = page.locator(".message.assistant.complete")
+    expect(reply).to_contain_text("Echo: a question")
+    question = page.locator(".message.user")
+    question.get_by_role("button", name="Edit").click()
+    question.get_by_label("Edit message").fill("half-typed new wording")
+    reply.get_by_role("button", name="Regenerate").click()  # the branch is sent whole
+    expect(page.locator(".message.assistant .version-count")).to_have_text("2 / 2")
+    expect(page.locator(".message.user").get_by_label("Edit message")).to_have_value("half-typed new wording")
