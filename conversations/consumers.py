@@ -22,13 +22,14 @@ from importlib import import_module
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from conversations.chat import actions, frames, hub, replies
+from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
 
@@ -133,6 +134,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await actions.stop(conversation)
             elif action == "regenerate":
                 await actions.regenerate(user, conversation, content.get("message_id"))
+            elif action == "edit":
+                await actions.edit(user, conversation, content.get("message_id"), str(content.get("message") or ""))
+            elif action == "switch":
+                await actions.switch(conversation, content.get("message_id"))
             else:
                 raise actions.ChatError("That request was not understood (unknown action).")
         except actions.ChatError as exc:
@@ -185,14 +190,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # -- catching up
 
     async def catch_up(self, since: datetime | None) -> None:
-        """Send what changed since the page was rendered (all of it again after a dropped
-        connection), and the text so far of a reply being written."""
+        """Send what changed on the branch shown since the page was rendered (all of it again
+        after a dropped connection; the whole branch if another tab went to another one), and
+        the text so far of a reply being written."""
         interrupted = await replies.interrupt_stale(self.conversation.id)  # every tab is told
+        leaf = await Conversation.objects.filter(pk=self.conversation.id).values_list("current_leaf_id", flat=True).afirst()
+        shown_leaf = _query_int(self.scope, "leaf")
+        if shown_leaf is not None and shown_leaf != leaf:
+            await self.conversation.arefresh_from_db(fields=["current_leaf"])
+            shown = await tree.apage(self.conversation, size=tree.PAGE_MESSAGES)
+            await self.send(text_data=frames.thread(self.conversation, shown.messages, shown.has_earlier))
+        shape = await tree.Tree.aof(self.conversation.id)
         changed = Q(status=Message.Status.STREAMING) | Q(pk__in=interrupted)
         if since:
             changed |= Q(updated_at__gte=since)
-        rows = self.conversation.messages.filter(changed).order_by("id")
-        async for message in rows:
+        rows = [m async for m in self.conversation.messages.filter(changed, pk__in=shape.path(leaf)).order_by("id")]
+        await database_sync_to_async(tree.attach_usage)(shape.with_versions(rows))
+        for message in rows:
             if message.status == Message.Status.STREAMING:
                 await self.catch_up_reply(message)
             else:
@@ -218,3 +232,8 @@ def _since(scope) -> datetime | None:
     with contextlib.suppress(ValueError, TypeError, OverflowError, IndexError):
         return datetime.fromtimestamp(float(values[0]), tz=UTC)
     return None
+
+
+def _query_int(scope, name: str) -> int | None:
+    value = (parse_qs(scope.get("query_string", b"").decode()).get(name) or [""])[0]
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

@@ -11,10 +11,10 @@ from django.contrib.auth.forms import BaseUserCreationForm
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.chat import tree
 from conversations.local import views as local_views
-from conversations.models import Conversation, Message, Model, PromptTemplate
+from conversations.models import Conversation, Model, PromptTemplate
 
-PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
 SIDEBAR_CONVERSATIONS = 100
 # A search result opens its conversation a few messages above the match, down to the latest.
 AROUND_CONTEXT = 10
@@ -66,12 +66,12 @@ def new_chat(request):
 def conversation(request, pk: int):
     conversation = get_object_or_404(Conversation.objects.select_related("model__provider"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
-    before, around = int_param(request, "before"), int_param(request, "around")
-    messages, has_earlier = _latest_messages(conversation, before=before)
-    if around is not None and before is None and messages and around < messages[0].id:
-        # Further back than the latest page: the template marks it by its #msg-<id> anchor.
-        messages, has_earlier = _messages_around(conversation, around)
-    context = {"conversation": conversation, "messages": messages, "has_earlier": has_earlier}
+    before = int_param(request, "before")
+    # A search result (?around=<id>) opens the branch that holds it, a few messages above it when
+    # it is further back than the latest page (the template marks it by its #msg-<id> anchor).
+    shown = tree.page(conversation, size=tree.PAGE_MESSAGES, before=before, around=int_param(request, "around"),
+                      around_context=AROUND_CONTEXT, around_limit=AROUND_LIMIT)
+    context = {"conversation": conversation, "messages": shown.messages, "has_earlier": shown.has_earlier}
     if request.htmx and before is not None:
         return render(request, "conversations/conversation.html#earlier", context)
     context |= {
@@ -93,25 +93,6 @@ def int_param(request, name: str, maximum: int = 2**63 - 1) -> int | None:
     if not (value.isascii() and value.isdigit()):
         return None
     return maximum if len(value) > len(str(maximum)) else min(int(value), maximum)
-
-
-def _latest_messages(conversation: Conversation, before: int | None) -> tuple[list[Message], bool]:
-    rows = conversation.messages.order_by("-id")
-    if before is not None:
-        rows = rows.filter(id__lt=before)
-    page = list(rows[: PAGE_MESSAGES + 1])
-    return page[:PAGE_MESSAGES][::-1], len(page) > PAGE_MESSAGES
-
-
-def _messages_around(conversation: Conversation, around: int) -> tuple[list[Message], bool]:
-    """From AROUND_CONTEXT messages above `around` down to the latest (at most AROUND_LIMIT),
-    so the page continues to where new messages arrive; earlier ones still load on scroll."""
-    above = conversation.messages.filter(id__lt=around).order_by("-id").values_list("id", flat=True)
-    before_page = list(above[AROUND_CONTEXT : AROUND_CONTEXT + 1])
-    rows = conversation.messages.order_by("id")
-    if before_page:
-        rows = rows.filter(id__gt=before_page[0])
-    return list(rows[:AROUND_LIMIT]), bool(before_page)
 
 
 @require_POST

@@ -103,13 +103,18 @@ def test_a_failed_reply_shows_the_error_in_place_and_regenerates(page, site_serv
     assert (failed.status, failed.content) == ("error", "Echo: a b")
 
     error.get_by_role("button", name="Regenerate").click()
-    # The failed reply is replaced, in place, by a new one written in full.
+    # The failed reply is replaced, in place, by a new one written in full: its second version.
     expect(page.locator(".message.assistant.complete")).to_contain_text("Echo: a b c d e")
     expect(page.locator(f"#msg-{failed.id}")).to_have_count(0)
     expect(page.locator(".message.assistant")).to_have_count(1)
     expect(page.locator(".message.assistant [role=alert]")).to_have_count(0)
-    reply = Message.objects.get(role="assistant")
+    expect(page.locator(".message.assistant .version-count")).to_have_text("2 / 2")
+    reply = Message.objects.filter(role="assistant").latest("id")
     assert reply.id != failed.id and (reply.status, reply.content, reply.error) == ("complete", "Echo: a b c d e", "")
+    # The failed one is still there, one version back.
+    page.get_by_role("button", name="Previous version").click()
+    expect(page.locator(f"#msg-{failed.id}")).to_contain_text("Echo: a b")
+    expect(page.locator(".message.assistant .version-count")).to_have_text("1 / 2")
 
 
 def test_a_second_tab_sees_the_reply_live(browser, site_server, alice, provider):

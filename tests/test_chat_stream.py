@@ -223,7 +223,7 @@ async def test_every_reply_writes_a_usage_record(alice, conversation):
     await tab.close()
 
 
-async def test_regenerate_writes_the_last_reply_again(alice, conversation, provider):
+async def test_regenerate_writes_another_version_of_the_reply(alice, conversation, provider):
     await Model.objects.acreate(provider=provider, upstream_id="flaky", name="flaky")  # breaks once, then answers
     tab = Tab(alice, conversation.id)
     await tab.connect()
@@ -233,12 +233,15 @@ async def test_regenerate_writes_the_last_reply_again(alice, conversation, provi
     assert (failed.status, failed.content) == ("error", "Echo: try this")
     await tab.send(action="regenerate", message_id=failed.id)
     frames = await tab.read_reply()
-    assert f'<div id="msg-{failed.id}" hx-swap-oob="delete"></div>' in frames[0]  # the failed one goes
+    # The branch is sent again: the new reply in place of the failed one, which stays a version.
+    assert frames[0].startswith('<div id="messages"') and f'id="msg-{failed.id}"' not in frames[0]
     reply = await assistant_of(conversation)
     assert reply.id != failed.id and (reply.status, reply.content) == ("complete", "Echo: try this once more")
+    assert reply.parent_id == failed.parent_id
     assert f'id="msg-{reply.id}"' in frames[-1] and "Echo: try this once more" in frames[-1]
-    assert not await Message.objects.filter(pk=failed.pk).aexists()
-    assert await Message.objects.filter(conversation=conversation, role="assistant").acount() == 1
+    assert '<span class="version-count">2 / 2</span>' in frames[-1] and "Previous version" in frames[-1]
+    kept = await Message.objects.aget(pk=failed.pk)
+    assert (kept.status, kept.content) == ("error", "Echo: try this")
     await tab.close()
 
 

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation, Message, Model
-from tests.conftest import REDIS
+from tests.conftest import REDIS, chain
 
 pytestmark = pytest.mark.django_db
 
@@ -94,17 +94,17 @@ def test_a_conversation_page_has_the_named_controls_and_its_messages(client, ali
 
 def test_a_long_conversation_opens_on_its_latest_messages_in_constant_queries(client, alice, conversation):
     client.force_login(alice)
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"m{i}") for i in range(10)])
+    first = chain(conversation, [Message(role="user", content=f"m{i}") for i in range(10)])
     client.get("/")
     with CaptureQueriesContext(connection) as few:
         client.get(f"/c/{conversation.id}/")
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"n{i}") for i in range(200)])
+    chain(conversation, [Message(role="user", content=f"n{i}") for i in range(200)], first[-1].pk)
     with CaptureQueriesContext(connection) as many:
         page = client.get(f"/c/{conversation.id}/").content.decode()
     assert len(many) == len(few)
     assert ">n199<" in page and ">n150<" in page and ">n149<" not in page
     assert 'hx-trigger="intersect once"' in page
-    first_shown = conversation.messages.order_by("-id")[49]
+    first_shown = conversation.messages.get(content="n150")
     earlier = client.get(f"/c/{conversation.id}/?before={first_shown.id}", HTTP_HX_REQUEST="true").content.decode()
     assert ">n149<" in earlier and ">n100<" in earlier and ">n150<" not in earlier
     assert "<html" not in earlier
@@ -138,7 +138,7 @@ def test_a_stale_streaming_reply_shows_as_interrupted_on_the_page(client, alice,
                                    "around=99999999999999999999"])
 def test_hand_made_numbers_in_a_conversation_url_are_ignored_or_clamped(client, alice, conversation, query):
     client.force_login(alice)
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"m{i}") for i in range(3)])
+    chain(conversation, [Message(role="user", content=f"m{i}") for i in range(3)])
     for htmx in ({}, {"HTTP_HX_REQUEST": "true"}):
         response = client.get(f"/c/{conversation.id}/?{query}", **htmx)
         assert response.status_code == 200

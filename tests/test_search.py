@@ -18,6 +18,7 @@ from conversations.models import Conversation, Message
 from conversations.search import PAGE_SIZE, search
 from conversations.search.highlight import marked_html
 from conversations.search.query import parse
+from tests.conftest import chain
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +312,7 @@ def test_the_search_page_runs_a_constant_number_of_queries(client, alice):
 def test_a_search_result_opens_the_conversation_at_its_message(client, alice, conversation):
     client.force_login(alice)
     say(conversation, "the needle in the haystack")
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"hay {i}") for i in range(120)])
+    chain(conversation, [Message(role="user", content=f"hay {i}") for i in range(120)], conversation.messages.latest("id").pk)
     target = conversation.messages.get(content__contains="needle")
     url = search(alice, "needle").results[0].url
     page = client.get(url).content.decode()
@@ -319,7 +320,7 @@ def test_a_search_result_opens_the_conversation_at_its_message(client, alice, co
     assert ">hay 119<" in page  # down to the latest
     assert 'hx-trigger="intersect once"' not in page  # the needle is the first message
     far = say(conversation, "a second needle")
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content=f"straw {i}") for i in range(100)])
+    chain(conversation, [Message(role="user", content=f"straw {i}") for i in range(100)], far.pk)
     page = client.get(f"/c/{conversation.id}/?around={far.id}").content.decode()
     assert f'id="msg-{far.id}"' in page and ">straw 99<" in page
     assert ">hay 50<" not in page and 'hx-trigger="intersect once"' in page  # earlier ones on scroll

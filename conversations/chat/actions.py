@@ -1,8 +1,9 @@
-"""What a tab can ask of a conversation: send a message, stop a reply, regenerate one."""
+"""What a tab can ask of a conversation: send a message, stop a reply, regenerate one, edit a
+message, show another version (the branches themselves: conversations.chat.tree)."""
 
 from __future__ import annotations
 
-from conversations.chat import frames, hub
+from conversations.chat import frames, hub, tree
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
@@ -18,17 +19,8 @@ class ChatError(Exception):
 
 async def send_message(user, conversation: Conversation, text: str, model_name: str | None,
                        template: str | None = None) -> Reply:
-    text = (text or "").strip()
-    if not text:
-        raise ChatError("Type a message first.")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
-    await interrupt_stale(conversation.id)  # a reply whose process died holds nothing up
-    if await _streaming(conversation).aexists():
-        raise ChatError("A reply is still being written: wait for it or press Stop.")
-    caller = await _caller(user, conversation)
-    await _choose_model(caller, conversation, model_name)
-
+    text = _checked(text)
+    caller = await _ready(user, conversation, model_name)
     await _choose_template(conversation, template)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
     update_fields = ["model", "template", "updated_at"]
@@ -37,24 +29,73 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
         update_fields.append("title")
     await conversation.asave(update_fields=update_fields)
     await hub.publish(conversation.id, frames.message(user_message) + frames.title(conversation) + frames.notice(""))
-    return await _start_reply(caller, conversation)
+    return await _start_reply(caller, conversation, user_message.id)
+
+
+async def edit(user, conversation: Conversation, message_id, text: str) -> Reply:
+    """The message written again: a sibling of it, answered by a new reply; the old branch stays."""
+    text = _checked(text)
+    original = await _message(conversation, message_id, Message.Role.USER, "Only your own messages can be edited.")
+    caller = await _ready(user, conversation, None)
+    await conversation.asave(update_fields=["model", "updated_at"])
+    edited = await tree.aadd(conversation, original.parent_id, role=Message.Role.USER, content=text)
+    return await _start_reply(caller, conversation, edited.id, branch=True)
 
 
 async def regenerate(user, conversation: Conversation, message_id) -> Reply:
-    """Write the last reply again (after an error, a stop, or just to get another one)."""
-    last = await conversation.messages.order_by("-id").afirst()
-    if last is None or str(last.id) != str(message_id) or not last.can_regenerate:
-        raise ChatError("Only the last reply, once finished, can be regenerated.")
-    caller = await _caller(user, conversation)
-    await _choose_model(caller, conversation, None)
-    await last.adelete()
-    await hub.publish(conversation.id, f'<div id="msg-{message_id}" hx-swap-oob="delete"></div>')
-    return await _start_reply(caller, conversation)
+    """Another reply in place of this one (after an error, a stop, or just to get another one):
+    a sibling of it, so the first stays one of its versions."""
+    replaced = await _message(conversation, message_id, Message.Role.ASSISTANT, "Only a finished reply can be regenerated.")
+    if not replaced.can_regenerate:
+        raise ChatError("Only a finished reply can be regenerated.")
+    caller = await _ready(user, conversation, None)
+    return await _start_reply(caller, conversation, replaced.parent_id, branch=True)
+
+
+async def switch(conversation: Conversation, message_id) -> None:
+    """Show another version of a message: the branch through it, down to its newest message."""
+    target = await _message(conversation, message_id, None, "That version is not in this conversation.")
+    if await _streaming(conversation).aexists():
+        raise ChatError("A reply is still being written: wait for it or press Stop.")
+    shape = await tree.Tree.aof(conversation.id)
+    await Conversation.objects.filter(pk=conversation.id).aupdate(current_leaf=shape.tip(target.id))
+    await _publish_thread(conversation)
 
 
 async def stop(conversation: Conversation) -> None:
     async for message_id in _streaming(conversation).values_list("id", flat=True):
         await request_stop(message_id)
+
+
+def _checked(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ChatError("Type a message first.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
+    return text
+
+
+async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:
+    """Nothing else is being written, and a model to write with: the caller of a new reply."""
+    await interrupt_stale(conversation.id)  # a reply whose process died holds nothing up
+    if await _streaming(conversation).aexists():
+        raise ChatError("A reply is still being written: wait for it or press Stop.")
+    caller = await _caller(user, conversation)
+    await _choose_model(caller, conversation, model_name)
+    return caller
+
+
+async def _message(conversation: Conversation, message_id, role: str | None, refusal: str) -> Message:
+    """One of this conversation's messages (of `role`), from an id a tab sent."""
+    text = str(message_id or "")
+    if not (text.isascii() and text.isdigit() and len(text) < 19):  # an id, not an overflow
+        raise ChatError(refusal)
+    rows = Message.objects.filter(conversation=conversation, pk=int(message_id))
+    found = await (rows.filter(role=role) if role else rows).afirst()
+    if found is None:
+        raise ChatError(refusal)
+    return found
 
 
 async def _caller(user, conversation: Conversation) -> pipeline.Caller:
@@ -89,13 +130,23 @@ async def _choose_template(conversation: Conversation, ref: str | None) -> None:
         raise ChatError(f"There is no preset named {ref!r} any more.")
 
 
-async def _start_reply(caller: pipeline.Caller, conversation: Conversation) -> Reply:
-    reply = await Message.objects.acreate(
-        conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
-        model=conversation.model.name, request_id=caller.request_id,
-    )
-    await hub.publish(conversation.id, frames.message(reply))
+async def _start_reply(caller: pipeline.Caller, conversation: Conversation, parent_id: int | None, *,
+                       branch: bool = False) -> Reply:
+    """A reply under `parent_id`, streamed; on a new `branch`, the tabs are sent the branch."""
+    reply = await tree.aadd(conversation, parent_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
+                            model=conversation.model.name, request_id=caller.request_id)
+    if branch:
+        reply.version = (await tree.Tree.aof(conversation.id)).version(reply.id)  # kept for its final frame
+        await _publish_thread(conversation)
+    else:
+        await hub.publish(conversation.id, frames.message(reply))
     return Reply(conversation, reply, caller).start()
+
+
+async def _publish_thread(conversation: Conversation) -> None:
+    await conversation.arefresh_from_db(fields=["current_leaf"])
+    shown = await tree.apage(conversation, size=tree.PAGE_MESSAGES)
+    await hub.publish(conversation.id, frames.thread(conversation, shown.messages, shown.has_earlier) + frames.notice(""))
 
 
 def _title_from(text: str) -> str:

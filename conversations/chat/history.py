@@ -1,7 +1,9 @@
-"""What the upstream is sent for a reply: the system prompt and the conversation so far."""
+"""What the upstream is sent for a reply: the system prompt and the conversation so far (the
+messages above it on its branch of the tree, never those of other branches)."""
 
 from __future__ import annotations
 
+from conversations.chat.tree import Tree
 from conversations.gateway.usage import estimate_tokens
 from conversations.models import Conversation, Message
 
@@ -11,8 +13,10 @@ PER_MESSAGE_TOKENS = 4  # role and separators
 
 
 async def messages_for_reply(conversation: Conversation, reply: Message, context_window: int | None) -> list[dict]:
-    """The history before `reply`, oldest first, trimmed from the oldest to fit the context window."""
-    rows = Message.objects.filter(conversation=conversation, id__lt=reply.id).exclude(content="")
+    """The history above `reply`, oldest first, trimmed from the oldest to fit the context window."""
+    tree = await Tree.aof(conversation.id)
+    above = tree.path_to(reply.id)[:-1] if reply.id in tree.parents else []
+    rows = Message.objects.filter(pk__in=above).exclude(content="")
     history = [{"role": m.role, "content": m.content} async for m in rows.order_by("id").only("role", "content")]
     system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
     if context_window:

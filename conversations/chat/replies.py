@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from conversations.chat import frames, hub
 from conversations.chat.history import messages_for_reply
+from conversations.chat.tree import Tree
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.models import Conversation, Message, PromptTemplate
@@ -48,6 +49,7 @@ class Reply:
         self.finish_reason = ""
         self.usage: dict | None = None
         self.stop_requested = False
+        self.plan: pipeline.Plan | None = None
         self.task: asyncio.Task | None = None
 
     # -- control
@@ -109,7 +111,7 @@ class Reply:
         if self.conversation.template_id:
             body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)
                                    .values_list("uuid", flat=True).afirst())
-        plan = await pipeline.plan(self.caller, body)
+        plan = self.plan = await pipeline.plan(self.caller, body)
         async with contextlib.aclosing(pipeline.stream(plan)) as batches:
             async for batch in batches:
                 for chunk in batch:
@@ -177,6 +179,8 @@ class Reply:
             msg.completion_tokens = self.usage.get("completion_tokens")
         await msg.asave(update_fields=["content", "reasoning", "status", "error", "finish_reason",
                                        "prompt_tokens", "completion_tokens", "updated_at"])
+        if self.plan and self.plan.settled:  # its row may not be written yet: the settled record
+            msg.usage_record = self.plan.settled[-1]
         await hub.publish(self.conversation.id, frames.message(msg))
 
 
@@ -236,5 +240,6 @@ async def interrupt(messages, *, saved_before=None) -> list[int]:
     """These streaming messages, whose writer is gone: interrupted, and every tab told."""
     ids = await database_sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
     async for message in Message.objects.filter(pk__in=ids):
+        (await Tree.aof(message.conversation_id)).with_versions([message])  # its Previous/Next version
         await hub.publish(message.conversation_id, frames.message(message))
     return ids

@@ -24,7 +24,7 @@ from conversations.llm.client import Chunk, StreamTruncated, UpstreamError
 from conversations.llm.client import complete_chat as upstream_complete
 from conversations.llm.client import stream_chat as upstream_stream
 from conversations.local.provision import status_of
-from conversations.models import ApiKey, Model, Profile
+from conversations.models import ApiKey, Model, Profile, UsageRecord
 
 # Gateway extensions: never sent upstream (OpenAI itself refuses unknown parameters).
 EXTENSIONS = {"template", "variables", "session_id", "models", "transforms"}
@@ -54,6 +54,7 @@ class Plan:
     stream: bool
     wants_usage: bool  # the caller asked for usage in the stream
     reservation: limits.Reservation | None = None
+    settled: list[UsageRecord] = field(default_factory=list)  # each attempt's usage, as settled
 
 
 async def plan(caller: Caller, body: dict) -> Plan:
@@ -156,6 +157,7 @@ def _row_fields(caller: Caller, model: Model) -> dict:
 def _settle(plan: Plan, model: Model, entry: usage.Entry, status: str, error: str = "") -> None:
     record = entry.meter.record(status=status, error=error[:2000], **_row_fields(plan.caller, model))
     usage.settle(entry, record)
+    plan.settled.append(record)
     limits.settle(plan.caller, plan.reservation, record)
 
 

@@ -22,6 +22,11 @@ class Conversation(models.Model):
     template = models.ForeignKey(
         "conversations.PromptTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The tip of the branch shown (conversations.chat.tree): the newest message, or the one a
+    # member went to with Previous/Next version or from a search result.
+    current_leaf = models.ForeignKey(
+        "conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,6 +76,8 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Messages form a tree: an edit or a regenerated reply is a sibling of the message it replaces.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, default="")
     reasoning = models.TextField(blank=True, default="")
@@ -103,6 +110,17 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
 
+    def save(self, *args, **kwargs):
+        """A new message continues the branch shown unless it was given its place
+        (`conversations.chat.tree.add`), and becomes that branch's tip: the member is where they
+        last wrote."""
+        adding = self._state.adding
+        if adding and self.parent_id is None and not getattr(self, "placed", False):
+            self.parent_id = _tip_of(self.conversation_id)
+        super().save(*args, **kwargs)
+        if adding:
+            Conversation.objects.filter(pk=self.conversation_id).update(current_leaf=self.pk, updated_at=timezone.now())
+
     @property
     def is_final(self) -> bool:
         return self.status != self.Status.STREAMING
@@ -110,3 +128,13 @@ class Message(models.Model):
     @property
     def can_regenerate(self) -> bool:
         return self.role == self.Role.ASSISTANT and self.is_final
+
+
+
+def _tip_of(conversation_id: int) -> int | None:
+    """The tip of the branch shown. It is always a tip (a new message becomes it, a switch goes to
+    a branch's tip); conversations from before the tree have none yet: their newest message."""
+    leaf = Conversation.objects.filter(pk=conversation_id).values_list("current_leaf_id", flat=True).first()
+    if leaf is None:
+        leaf = Message.objects.filter(conversation_id=conversation_id).order_by("-id").values_list("id", flat=True).first()
+    return leaf

@@ -228,6 +228,13 @@ class UsageRecord(models.Model):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def tokens_per_second(self) -> float | None:
+        """The writing speed, from the first token to the last."""
+        if self.ttft_ms is None or not self.duration_ms or self.duration_ms <= self.ttft_ms or not self.completion_tokens:
+            return None
+        return self.completion_tokens * 1000 / (self.duration_ms - self.ttft_ms)
+
 
 class AuditLog(models.Model):
     """Who created, changed or revoked which key or provider, and when."""

@@ -42,6 +42,54 @@
     }
   });
 
+  // Edit opens a message in place: a box (from the message's template, so that the page holds
+  // no second message box until then) with its text, until Save and send (the new version arrives
+  // as the branch shown) or Cancel.
+  function openEdit(article, text) {
+    var form = article.querySelector(".edit-form");
+    if (!form) {
+      var template = article.querySelector("template.edit-template");
+      if (!template) return;
+      template.after(template.content.cloneNode(true));
+      form = article.querySelector(".edit-form");
+      htmx.process(form);
+    }
+    var box = form.querySelector("textarea");
+    box.value = text;
+    article.querySelector(".body").hidden = true;
+    box.focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-edit], [data-edit-cancel]");
+    var article = button && button.closest(".message");
+    if (!article) return;
+    if (button.hasAttribute("data-edit")) {
+      openEdit(article, article.querySelector("textarea.raw").value);
+      return;
+    }
+    article.querySelector(".edit-form").remove();
+    article.querySelector(".body").hidden = false;
+  });
+
+  // The branch shown is sent whole when it changes (here or in another tab): a message being
+  // edited that is still shown keeps its box and what was typed in it.
+  var editing = {};
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (String(event.detail.message).indexOf('<div id="messages"') !== 0) return;
+    editing = {};
+    document.querySelectorAll("#messages .edit-form textarea").forEach(function (box) {
+      editing[box.closest(".message").id] = box.value;
+    });
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    Object.keys(editing).forEach(function (id) {
+      var article = document.getElementById(id);
+      if (article && !article.querySelector(".edit-form")) openEdit(article, editing[id]);
+    });
+    editing = {};
+  });
+
   // A form that asks first (Delete): data-confirm holds the question.
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute && event.target.getAttribute("data-confirm");

@@ -1,0 +1,131 @@
+"""The message tree: each message has a parent; an edit or a regenerated reply is a sibling of
+the message it replaces. What a member sees, and what goes upstream, is the active path: from
+the conversation's current leaf up to the first message.
+
+The tree's shape (ids and parents only) is read in one query, so that a page of a long
+conversation costs the same few queries whatever its size or number of branches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+
+from conversations.models import Conversation, Message, UsageRecord
+
+PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
+
+
+@dataclass(frozen=True)
+class Version:
+    """A message's place among its siblings, for the Previous/Next version buttons."""
+
+    position: int  # 1-based
+    count: int
+    previous: int | None  # the sibling's id
+    next: int | None
+
+
+class Tree:
+    def __init__(self, rows: list[tuple[int, int | None]]):
+        self.parents: dict[int, int | None] = {}
+        self.children: dict[int | None, list[int]] = defaultdict(list)
+        for pk, parent in sorted(rows):
+            self.parents[pk] = parent
+            self.children[parent].append(pk)
+
+    @classmethod
+    def of(cls, conversation_id: int) -> Tree:
+        return cls(list(Message.objects.filter(conversation_id=conversation_id).values_list("id", "parent_id")))
+
+    @classmethod
+    async def aof(cls, conversation_id: int) -> Tree:
+        return cls([row async for row in Message.objects.filter(conversation_id=conversation_id).values_list("id", "parent_id")])
+
+    def tip(self, message_id: int | None = None) -> int | None:
+        """The end of the branch through `message_id` (newest child at each fork); without one,
+        of the newest message."""
+        if message_id is None or message_id not in self.parents:
+            message_id = max(self.parents, default=None)
+        while message_id is not None and self.children.get(message_id):
+            message_id = self.children[message_id][-1]
+        return message_id
+
+    def path(self, leaf_id: int | None) -> list[int]:
+        """The ids from the first message down to the tip of the branch through `leaf_id`."""
+        return self.path_to(self.tip(leaf_id))
+
+    def path_to(self, message_id: int | None) -> list[int]:
+        """The ids from the first message down to `message_id`."""
+        ids = []
+        while message_id is not None:
+            ids.append(message_id)
+            message_id = self.parents[message_id]
+        return ids[::-1]
+
+    def version(self, message_id: int) -> Version:
+        siblings = self.children[self.parents[message_id]]
+        at = siblings.index(message_id)
+        return Version(at + 1, len(siblings), siblings[at - 1] if at else None,
+                       siblings[at + 1] if at + 1 < len(siblings) else None)
+
+    def with_versions(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            if message.id in self.parents:
+                message.version = self.version(message.id)
+        return messages
+
+
+def add(conversation: Conversation, parent_id: int | None, **fields) -> Message:
+    """A message placed under `parent_id` (None: a first message), as the new tip shown."""
+    message = Message(conversation=conversation, parent_id=parent_id, **fields)
+    message.placed = True
+    message.save()
+    return message
+
+
+aadd = database_sync_to_async(add)
+
+
+@dataclass
+class Page:
+    messages: list[Message]
+    has_earlier: bool
+
+
+def page(conversation: Conversation, *, size: int, before: int | None = None, around: int | None = None,
+         around_context: int = 10, around_limit: int = 500) -> Page:
+    """A page of the active path, rendered-ready (versions and usage attached): the latest `size`
+    messages, or those before `before` (scrolling up), or from `around_context` messages above
+    `around` (a search result: its branch becomes the one shown)."""
+    tree = Tree.of(conversation.id)
+    if around is not None and before is None and around in tree.parents and around not in tree.path(conversation.current_leaf_id):
+        conversation.current_leaf_id = tree.tip(around)
+        conversation.save(update_fields=["current_leaf"])
+    path = tree.path(conversation.current_leaf_id)
+    if around is not None and before is None and around in path and path.index(around) < len(path) - size:
+        start = max(path.index(around) - around_context, 0)
+        ids, has_earlier = path[start : start + around_limit], start > 0
+    else:
+        end = path.index(before) if before in path else (len([pk for pk in path if pk < before]) if before is not None else len(path))
+        ids, has_earlier = path[max(end - size, 0) : end], end > size
+    rows = {m.id: m for m in Message.objects.filter(pk__in=ids)}
+    messages = tree.with_versions([rows[pk] for pk in ids if pk in rows])
+    attach_usage(messages)
+    return Page(messages, has_earlier)
+
+
+apage = database_sync_to_async(page)
+
+
+def attach_usage(messages: list[Message]) -> None:
+    """Each reply's usage record (the last attempt of its request), in one query."""
+    wanted = {m.request_id for m in messages if m.request_id and m.is_final}
+    if not wanted:
+        return
+    records = {r.request_id: r for r in UsageRecord.objects.filter(request_id__in=wanted).order_by("created_at", "id")}
+    for message in messages:
+        if record := records.get(message.request_id):
+            message.usage_record = record
