@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message, Model
 from tests.conftest import log_in
+from tests.live import Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +29,17 @@ def send(page, text: str, model: str) -> None:
     page.get_by_role("button", name="Send").click()
 
 
-def test_first_visit_creates_the_admin_then_chats(page, site_server, provider):
+@pytest.fixture
+def fresh_server(transactional_db):
+    """A server of its own: the shared one remembers, once it has seen a user, that the site has
+    users (conversations/middleware.py), whatever test ran on it before."""
+    server = Server().start()
+    yield server
+    server.stop()
+
+
+def test_first_visit_creates_the_admin_then_chats(page, fresh_server, provider):
+    site_server = fresh_server
     page.goto(site_server.url + "/")
     expect(page).to_have_url(re.compile(r"/setup/$"))
     page.get_by_label("Username").fill("root")
