@@ -22,11 +22,13 @@ def sdk(api_server, alice_key) -> openai.OpenAI:
 
 
 def usage_records(timeout: float = 20.0, **filters) -> list[UsageRecord]:
-    """The server writes usage in batches within a fraction of a second."""
+    """The settled rows: the server writes usage in batches within a fraction of a second, each
+    row "pending" from its request's start until the outcome is written over it."""
     deadline = time.monotonic() + timeout
     while True:
         found = list(UsageRecord.objects.filter(**filters).order_by("created_at", "id"))
-        if found or time.monotonic() > deadline:
+        settled = found and all(row.status != "pending" for row in found)
+        if settled or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
 
