@@ -250,3 +250,66 @@ def test_keyboard_shortcuts(phone, site_server, alice, provider):
     page.keyboard.press("Control+Shift+O")
     page.wait_for_url(lambda url: re.search(r"/c/\d+/$", url) and not url.endswith(f"/c/{conversation.id}/"))
     assert Conversation.objects.filter(owner=alice).count() == 2
+
+
+# -- Accessibility: axe-core (bundled with axe-playwright-python, no network) on every page
+
+
+def serious_violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page).response
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+            f" {[n.get('failureSummary', '') for n in v['nodes']][:2]}"
+            for v in results["violations"] if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_no_serious_accessibility_violation_on_any_page(browser, site_server, alice, provider, theme, viewport):
+    Preferences.objects.create(user=alice, theme=theme)
+    conversation = chat_with(alice, *[(f"question {i}", "answer\n\n" * 6) for i in range(6)], ("show me a table", "x"),
+                             model="markdown", title="Tables")
+    from tests.upstream import MARKDOWN_REPLY
+
+    reply = conversation.messages.filter(role="assistant").latest("id")
+    reply.content = MARKDOWN_REPLY + "\n\nSee `code` and **bold**, a [link](https://example.com)."
+    reply.reasoning = "Thinking it over."
+    reply.save()
+    conversation.messages.create(role="user", content="and another", status="complete")
+    conversation.messages.create(role="assistant", content="Echo: and", status="error", error="The upstream failed.", model="echo")
+    context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    page = context.new_page()
+    log_in(page, site_server.url, "alice", "alice-password")
+    pages = {
+        "index": "/",
+        "chat": f"/c/{conversation.id}/",
+        "search": "/search/?q=table",
+        "settings": "/settings/",
+        "api keys": "/settings/keys/",
+    }
+    found = {}
+    for name, url in pages.items():
+        page.goto(site_server.url + url)
+        expect(page.locator("html")).to_have_attribute("data-theme", theme)
+        if name == "chat":
+            page.wait_for_function(WS_OPEN)
+            page.locator("#messages").evaluate("el => el.scrollTop = 0")
+            expect(page.get_by_role("button", name="Jump to latest")).to_be_visible()
+        if name == "search":
+            expect(page.locator("a.search-hit").first).to_be_visible()
+        found[name] = serious_violations(page)
+        if viewport is PHONE:
+            page.get_by_role("button", name="Menu").click()
+            page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left >= 0")
+            found[f"{name}, drawer open"] = serious_violations(page)
+    # The sidebar's search as you type, open.
+    page.goto(site_server.url + "/")
+    if viewport is PHONE:
+        page.get_by_role("button", name="Menu").click()
+    page.get_by_label("Search conversations").press_sequentially("table")
+    expect(page.locator("#search-results a.search-hit").first).to_be_visible()
+    found["search as you type"] = serious_violations(page)
+    context.close()
+    assert {name: v for name, v in found.items() if v} == {}
