@@ -1,5 +1,5 @@
-"""The member's settings page, /settings/: their preferences (the theme), and the way to their
-API keys. Each part of the page is a section of templates/conversations/settings.html."""
+"""The member's settings page, /settings/: their preferences (the theme, what a new chat starts
+with), and the way to their API keys. Each part of the page is a section of templates/conversations/settings.html."""
 
 from __future__ import annotations
 
@@ -8,19 +8,25 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.utils.functional import SimpleLazyObject
 
-from conversations.models import Preferences
+from conversations.models import Model, Preferences
 
 
 class PreferencesForm(forms.ModelForm):
     class Meta:
         model = Preferences
-        fields = ["theme"]
-        widgets = {"theme": forms.RadioSelect}
+        fields = ["theme", "default_model", "system_prompt"]
+        widgets = {"theme": forms.RadioSelect, "system_prompt": forms.Textarea(attrs={"rows": 4})}
+        labels = {"default_model": "Model", "system_prompt": "System prompt"}
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["default_model"].queryset = Model.objects.usable_by(user).order_by("name")
+        self.fields["default_model"].empty_label = "The first one available"
 
 
 def settings_page(request):
     preferences = Preferences.objects.filter(user=request.user).first() or Preferences(user=request.user)
-    form = PreferencesForm(request.POST or None, instance=preferences)
+    form = PreferencesForm(request.POST or None, instance=preferences, user=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Settings saved.")

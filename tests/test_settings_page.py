@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import Group
 
-from conversations.models import Preferences
+from conversations.models import Conversation, Model, Preferences
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +70,68 @@ def test_the_sidebar_links_to_settings(client, alice):
     client.force_login(alice)
     page = client.get("/").content.decode()
     assert re.search(r'<div class="account">.*<a href="/settings/"', page, re.S)
+
+
+def test_a_new_chat_starts_with_my_default_model_and_system_prompt(client, alice, bob, provider):
+    client.force_login(alice)
+    response = client.post("/settings/", {"theme": "system", "default_model": Model.objects.get(name="slow").pk,
+                                          "system_prompt": "Answer in one sentence."})
+    assert response.status_code == 302
+    client.post("/c/new/")
+    mine = Conversation.objects.get(owner=alice)
+    assert (mine.model.name, mine.system_prompt) == ("slow", "Answer in one sentence.")
+
+    # An untouched new chat, reused, takes the defaults as they are now.
+    client.post("/settings/", {"theme": "system", "default_model": "", "system_prompt": ""})
+    client.post("/c/new/")
+    mine.refresh_from_db()
+    assert Conversation.objects.filter(owner=alice).count() == 1
+    assert mine.system_prompt == "" and mine.model == Model.objects.usable_by(alice).first()
+
+    # bob's new chats are his own business.
+    client.force_login(bob)
+    client.post("/c/new/")
+    assert Conversation.objects.get(owner=bob).system_prompt == ""
+
+
+def test_a_model_i_may_not_use_is_neither_offered_nor_accepted(client, alice, provider):
+    secret = Model.objects.create(provider=provider, upstream_id="team-only", name="team-only")
+    secret.groups.add(Group.objects.create(name="research"))
+    client.force_login(alice)
+    page = client.get("/settings/").content.decode()
+    assert ">slow<" in page and "team-only" not in page
+    response = client.post("/settings/", {"theme": "system", "default_model": secret.pk, "system_prompt": ""})
+    assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
+    assert not Preferences.objects.exists()
+
+
+def test_a_default_model_closed_to_me_later_falls_back(client, alice, provider):
+    slow = Model.objects.get(name="slow")
+    Preferences.objects.create(user=alice, default_model=slow)
+    slow.enabled = False
+    slow.save(update_fields=["enabled"])
+    client.force_login(alice)
+    client.post("/c/new/")
+    assert Conversation.objects.get(owner=alice).model == Model.objects.usable_by(alice).first() != slow
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_default_system_prompt_goes_upstream(alice, provider, upstream):
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from tests.wsclient import Tab
+
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(alice)
+    await client.post("/settings/", {"theme": "system", "default_model": (await Model.objects.aget(name="echo")).pk,
+                                     "system_prompt": "You are terse."})
+    response = await client.post("/c/new/")
+    conversation_id = int(response["Location"].strip("/").split("/")[-1])
+    tab = Tab(alice, conversation_id)
+    assert await tab.connect()
+    await tab.send(message="hello")
+    await tab.read_until(lambda f: "Echo: hello" in f and "complete" in f)
+    sent = upstream.requests_for("echo")[-1]["body"]
+    assert sent["messages"] == [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hello"}]
+    await tab.close()

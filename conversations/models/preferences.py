@@ -15,6 +15,11 @@ class Preferences(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
     theme = models.CharField(max_length=10, choices=Theme.choices, default=Theme.SYSTEM)
+    # What a new chat starts with.
+    default_model = models.ForeignKey(
+        "conversations.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    system_prompt = models.TextField(blank=True, default="")
 
     class Meta:
         verbose_name_plural = "preferences"
@@ -28,3 +33,16 @@ class Preferences(models.Model):
         if user is None or not user.is_authenticated:
             return cls.Theme.SYSTEM
         return cls.objects.filter(user=user).values_list("theme", flat=True).first() or cls.Theme.SYSTEM
+
+    @classmethod
+    def new_chat_defaults(cls, user) -> dict:
+        """The model and system prompt a new chat of `user`'s starts with: their chosen defaults,
+        while the model is still open to them, else the first model they may use."""
+        from conversations.models.providers import Model
+
+        usable = Model.objects.usable_by(user)
+        mine = cls.objects.filter(user=user).first()
+        model = None
+        if mine and mine.default_model_id:
+            model = usable.filter(pk=mine.default_model_id).first()
+        return {"model": model or usable.first(), "system_prompt": mine.system_prompt if mine else ""}
