@@ -105,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",  # csp_nonce, for the scripts that need one
+                "conversations.settings_page.theme",  # the member's theme, on <html> (base.html)
             ],
         },
     },

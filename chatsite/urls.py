@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from conversations import account, health, views
+from conversations import account, health, settings_page, views
 from conversations.api import views as api
 from conversations.local import views as local_model
 from conversations.search.views import search_page
@@ -15,6 +15,7 @@ urlpatterns = [
     path("setup/", views.setup, name="setup"),
     path("local-model/notice/", local_model.notice, name="local_model_notice"),
     path("local-model/<int:pk>/label/", local_model.label, name="local_model_label"),
+    path("settings/", settings_page.settings_page, name="settings"),
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", health.healthz, name="healthz"),

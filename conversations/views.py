@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations.chat import tree
 from conversations.local import views as local_views
-from conversations.models import Conversation, Model, PromptTemplate
+from conversations.models import Conversation, Model, Preferences, PromptTemplate
 
 SIDEBAR_CONVERSATIONS = 100
 # A search result opens its conversation a few messages above the match, down to the latest.
@@ -56,9 +56,14 @@ def index(request):
 @require_POST
 def new_chat(request):
     # An untouched new chat is reused rather than piling up empty ones.
+    defaults = Preferences.new_chat_defaults(request.user)
     conversation = Conversation.objects.filter(owner=request.user, messages=None).first()
     if conversation is None:
-        conversation = Conversation.objects.create(owner=request.user, model=Model.objects.usable_by(request.user).first())
+        conversation = Conversation.objects.create(owner=request.user, **defaults)
+    else:  # starts afresh, with the member's defaults as they are now
+        for field, value in defaults.items():
+            setattr(conversation, field, value)
+        conversation.save(update_fields=[*defaults, "updated_at"])
     return redirect(conversation)
 
 

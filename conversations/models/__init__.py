@@ -1,5 +1,6 @@
 from conversations.models.chat import Conversation, Message
 from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTemplate, UsageRecord
+from conversations.models.preferences import Preferences
 from conversations.models.providers import Model, Provider
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "Conversation",
     "Message",
     "Model",
+    "Preferences",
     "Profile",
     "PromptTemplate",
     "Provider",
