@@ -6,10 +6,10 @@ from conversations.chat import frames, hub
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
+from conversations.library import titles
 from conversations.models import Conversation, Message, Model, Profile, PromptTemplate
 
 MAX_MESSAGE_CHARS = 100_000
-TITLE_CHARS = 60
 
 
 class ChatError(Exception):
@@ -32,8 +32,8 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
     await _choose_template(conversation, template)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
     update_fields = ["model", "template", "updated_at"]
-    if not await conversation.messages.exclude(pk=user_message.pk).aexists():
-        conversation.title = _title_from(text)
+    if not conversation.title_set_by_member and not await conversation.messages.exclude(pk=user_message.pk).aexists():
+        conversation.title = titles.first_words(text)
         update_fields.append("title")
     await conversation.asave(update_fields=update_fields)
     await hub.publish(conversation.id, frames.message(user_message) + frames.title(conversation) + frames.notice(""))
@@ -96,8 +96,3 @@ async def _start_reply(caller: pipeline.Caller, conversation: Conversation) -> R
     )
     await hub.publish(conversation.id, frames.message(reply))
     return Reply(conversation, reply, caller).start()
-
-
-def _title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

@@ -37,7 +37,8 @@ def notice(text: str) -> str:
 
 
 def title(conversation) -> str:
-    """The new title, in the page header and in the sidebar's list."""
-    text = escape(conversation.title)
-    return (f'<h1 id="conversation-title" hx-swap-oob="true">{text}</h1>'
-            f'<span hx-swap-oob="innerHTML:#conversation-link-{conversation.id}">{text}</span>')
+    """The new title, in the page header and in the sidebar's list (the tabs that get it have this
+    conversation open)."""
+    context = {"c": conversation, "current_id": conversation.id, "oob": True}
+    return (render_to_string("conversations/library.html#heading", context)
+            + render_to_string("conversations/library.html#link", context))
