@@ -272,27 +272,20 @@ async def test_after_the_first_reply_a_model_writes_the_title(alice, conversatio
     assert await UsageRecord.objects.filter(source="title").acount() == 1
 
 
+@pytest.mark.parametrize(("title_model", "title", "status"), [
+    ("slow", "Echo: Plan a trip to Lisbon in spring", "ok"),  # CHAT_TITLE_MODEL is the one asked
+    ("fail-500", "Plan a trip to Lisbon in spring", "error"),  # it fails: the first words stay
+])
 @pytest.mark.django_db(transaction=True)
-async def test_the_title_model_setting_is_used(alice, conversation, upstream, settings):
+async def test_the_title_model_setting_and_its_failure(alice, conversation, upstream, settings, title_model, title, status):
     settings.CHAT_AUTO_TITLE = True
-    settings.CHAT_TITLE_MODEL = "slow"
-    await first_exchange(alice, conversation, "Which model names this?")
-    await conversation.arefresh_from_db()
-    assert conversation.title == "Echo: Which model names this?"
-    assert len(upstream.requests_for("slow")) == 1
-    assert await UsageRecord.objects.filter(source="title", model_name="slow").aexists()
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_a_failing_title_model_leaves_the_first_words(alice, conversation, upstream, settings):
-    settings.CHAT_AUTO_TITLE = True
-    settings.CHAT_TITLE_MODEL = "fail-500"
+    settings.CHAT_TITLE_MODEL = title_model
     await first_exchange(alice, conversation, "Plan a trip to Lisbon in spring")
     await conversation.arefresh_from_db()
-    assert conversation.title == "Plan a trip to Lisbon in spring"
-    assert len(upstream.requests_for("fail-500")) == 1  # it was asked, and failed
+    assert conversation.title == title
+    assert len(upstream.requests_for(title_model)) == 1
     row = await UsageRecord.objects.aget(source="title")
-    assert (row.model_name, row.status) == ("fail-500", "error")
+    assert (row.model_name, row.status, row.user_id) == (title_model, status, alice.id)
 
 
 @pytest.mark.django_db(transaction=True)
