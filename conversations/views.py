@@ -52,7 +52,7 @@ def index(request):
 @require_POST
 def new_chat(request):
     # An untouched new chat is reused rather than piling up empty ones.
-    conversation = Conversation.objects.filter(owner=request.user, messages=None).first()
+    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, model=Model.objects.usable_by(request.user).first())
     return redirect(conversation)

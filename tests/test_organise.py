@@ -322,3 +322,12 @@ def test_a_models_answer_becomes_a_clean_title():
     assert from_model_output("word " * 40).endswith("…") and len(from_model_output("word " * 40)) == 60
     assert from_model_output("") == ""
 
+
+
+@pytest.mark.django_db
+def test_new_chat_does_not_reuse_an_archived_empty_one(client, alice):
+    archived = Conversation.objects.create(owner=alice, archived=True)
+    client.force_login(alice)
+    response = client.post("/c/new/")
+    assert response["Location"] != archived.get_absolute_url()
+    assert Conversation.objects.filter(owner=alice, archived=False).count() == 1
