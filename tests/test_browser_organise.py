@@ -89,3 +89,29 @@ def test_the_list_loads_more_as_it_scrolls(page, site_server, alice, provider):
     expect(items).to_have_count(PAGE_SIZE + 7)
     expect(page.locator("#conversation-list .more")).to_have_count(0)
     assert len(set(items.all_inner_texts())) == PAGE_SIZE + 7
+
+
+def test_export_as_json_then_import_it(page, site_server, alice, provider, tmp_path):
+    from conversations.models import Message
+
+    original = conversation(alice, "Exported", days_ago=0)
+    Message.objects.create(conversation=original, role="user", content="What is 2 + 2?")
+    Message.objects.create(conversation=original, role="assistant", content="4", model="echo")
+    log_in(page, site_server.url, "alice", "alice-password")
+    page.goto(f"{site_server.url}/c/{original.id}/")
+    page.get_by_text("Export", exact=True).click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="JSON").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "exported.json"
+
+    page.get_by_role("link", name="Import conversations").click()
+    page.get_by_label("File").set_input_files(saved)
+    page.get_by_role("button", name="Import conversations").click()
+    expect(page.get_by_role("status")).to_have_text("Imported 1 conversation (2 messages).")
+    copy = Conversation.objects.exclude(pk=original.pk).get(owner=alice)
+    expect(page.locator(f"#conversation-link-{copy.id}")).to_have_text("Exported")
+    page.locator(f"#conversation-link-{copy.id}").click()
+    expect(page.locator(".message.assistant")).to_contain_text("4")
+    expect(page.locator(".message.user")).to_contain_text("What is 2 + 2?")
