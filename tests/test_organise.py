@@ -301,6 +301,21 @@ async def test_a_title_the_member_set_is_never_overwritten(alice, conversation, 
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_new_chat_renamed_before_its_first_message_keeps_its_name(alice, conversation, settings):
+    settings.CHAT_AUTO_TITLE = True
+    tab = Tab(alice, conversation.id)
+    assert await tab.connect()  # the tab's conversation was loaded before the rename
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(title="Named first", title_set_by_member=True)
+    await tab.send(message="Plan a trip to Lisbon in spring", model="echo")
+    frames = await tab.read_reply()
+    await wait_for_idle()
+    await tab.close()
+    await conversation.arefresh_from_db()
+    assert conversation.title == "Named first"
+    assert any('<h1 id="conversation-title" hx-swap-oob="true">Named first</h1>' in f for f in frames)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_rename_while_the_title_is_written_wins(alice, conversation, upstream, settings):
     """The title is written only where the member has not set one, in one statement."""
     from conversations.library import titles

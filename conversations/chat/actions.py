@@ -31,11 +31,9 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
 
     await _choose_template(conversation, template)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
-    update_fields = ["model", "template", "updated_at"]
-    if not conversation.title_set_by_member and not await conversation.messages.exclude(pk=user_message.pk).aexists():
-        conversation.title = titles.first_words(text)
-        update_fields.append("title")
-    await conversation.asave(update_fields=update_fields)
+    if not await conversation.messages.exclude(pk=user_message.pk).aexists():
+        await titles.name_from_question(conversation, text)
+    await conversation.asave(update_fields=["model", "template", "updated_at"])
     await hub.publish(conversation.id, frames.message(user_message) + frames.title(conversation) + frames.notice(""))
     return await _start_reply(caller, conversation)
 

@@ -36,6 +36,14 @@ def from_model_output(text: str) -> str:
     return first_words(line)
 
 
+async def name_from_question(conversation: Conversation, text: str) -> None:
+    """The first words of the first question, unless the member named it (maybe in another
+    request since this object was loaded: the database says)."""
+    await Conversation.objects.filter(pk=conversation.pk, title_set_by_member=False).aupdate(title=first_words(text))
+    conversation.title, conversation.title_set_by_member = await (
+        Conversation.objects.filter(pk=conversation.pk).values_list("title", "title_set_by_member").aget())
+
+
 async def name_after_first_reply(conversation: Conversation, reply: Message, user) -> None:
     """After a conversation's first finished reply, ask a model for its title (unless the member
     named it). Failures leave the title as it was: they are logged, never raised."""
