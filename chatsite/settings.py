@@ -230,6 +230,10 @@ CHAT_BATCH_SECONDS = env.float("CHAT_BATCH_SECONDS", default=0.05)  # one websoc
 CHAT_SAVE_SECONDS = env.float("CHAT_SAVE_SECONDS", default=1.0)  # progress saved at least this often
 # A "streaming" message not saved for this long belongs to a process that died: interrupted.
 CHAT_STALE_SECONDS = env.float("CHAT_STALE_SECONDS", default=15.0)
+# After a conversation's first reply a model names it (conversations.library.titles): this one, or
+# the conversation's own when empty. CHAT_AUTO_TITLE=0 keeps the question's first words instead.
+CHAT_AUTO_TITLE = env.bool("CHAT_AUTO_TITLE", default=True)
+CHAT_TITLE_MODEL = env.str("CHAT_TITLE_MODEL", default="")
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=1.0)
 CURRENCY = env.str("CHATSITE_CURRENCY", default="USD")  # of model prices and budgets
 GATEWAY_CACHE_SECONDS = env.float("GATEWAY_CACHE_SECONDS", default=2.0)

@@ -3,14 +3,22 @@ from django.urls import include, path, re_path
 
 from conversations import account, health, settings_page, views
 from conversations.api import views as api
+from conversations.library import views as library
 from conversations.local import views as local_model
 from conversations.search.views import search_page
+from conversations.transfer import views as transfer
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("c/new/", views.new_chat, name="new_chat"),
     path("c/<int:pk>/", views.conversation, name="conversation"),
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
+    path("c/<int:pk>/rename/", library.rename_conversation, name="rename_conversation"),
+    path("c/<int:pk>/organise/", library.organise_conversation, name="organise_conversation"),
+    path("conversations/", library.conversation_list, name="conversation_list"),
+    path("archived/", library.archived, name="archived"),
+    path("c/<int:pk>/export.<str:fmt>", transfer.export_conversation, name="export_conversation"),
+    path("import/", transfer.import_conversations, name="import_conversations"),
     path("search/", search_page, name="search"),
     path("setup/", views.setup, name="setup"),
     path("local-model/notice/", local_model.notice, name="local_model_notice"),

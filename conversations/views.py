@@ -9,13 +9,13 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import BaseUserCreationForm
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations.chat import tree
 from conversations.local import views as local_views
 from conversations.models import Conversation, Model, Preferences, PromptTemplate
 
-SIDEBAR_CONVERSATIONS = 100
 # A search result opens its conversation a few messages above the match, down to the latest.
 AROUND_CONTEXT = 10
 AROUND_LIMIT = 500
@@ -44,20 +44,16 @@ def setup(request):
     return render(request, "conversations/setup.html", {"form": form})
 
 
-def _sidebar(request) -> list[Conversation]:
-    return list(Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")[:SIDEBAR_CONVERSATIONS])
-
-
 @require_GET
 def index(request):
-    return render(request, "conversations/index.html", {"conversations": _sidebar(request)})
+    return render(request, "conversations/index.html")
 
 
 @require_POST
 def new_chat(request):
     # An untouched new chat is reused rather than piling up empty ones.
     defaults = Preferences.new_chat_defaults(request.user)
-    conversation = Conversation.objects.filter(owner=request.user, messages=None).first()
+    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, **defaults)
     else:  # starts afresh, with the member's defaults as they are now
@@ -80,7 +76,6 @@ def conversation(request, pk: int):
     if request.htmx and before is not None:
         return render(request, "conversations/conversation.html#earlier", context)
     context |= {
-        "conversations": _sidebar(request),
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
         "presets": list(PromptTemplate.objects.only("name", "description")),
@@ -102,7 +97,12 @@ def int_param(request, name: str, maximum: int = 2**63 - 1) -> int | None:
 
 @require_POST
 def delete_conversation(request, pk: int):
-    get_object_or_404(Conversation, pk=pk, owner=request.user).delete()
-    return redirect("/")
+    """Back to the page it was deleted from (`next`), unless that was the conversation itself."""
+    conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
+    gone = conversation.get_absolute_url()
+    conversation.delete()
+    back = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(back, allowed_hosts=None) and back.startswith("/") and back != gone
+    return redirect(back if safe else "/")
 
 

@@ -83,7 +83,7 @@ async def test_the_first_message_names_the_conversation(alice, conversation):
     await conversation.arefresh_from_db()
     assert conversation.title == "Plan a trip to Lisbon in spring"
     assert any('<h1 id="conversation-title" hx-swap-oob="true">Plan a trip to Lisbon in spring</h1>' in f for f in frames)
-    assert any(f'innerHTML:#conversation-link-{conversation.id}">Plan a trip' in f for f in frames)
+    assert any(f'<a id="conversation-link-{conversation.id}" href="/c/{conversation.id}/" aria-current="page" hx-swap-oob="true">Plan a trip' in f for f in frames)
     await tab.close()
 
 

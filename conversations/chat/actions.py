@@ -7,10 +7,10 @@ from conversations.chat import frames, hub, tree
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
+from conversations.library import titles
 from conversations.models import Conversation, Message, Model, Profile, PromptTemplate
 
 MAX_MESSAGE_CHARS = 100_000
-TITLE_CHARS = 60
 
 
 class ChatError(Exception):
@@ -23,11 +23,9 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
     caller = await _ready(user, conversation, model_name)
     await _choose_template(conversation, template)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
-    update_fields = ["model", "template", "updated_at"]
     if not await conversation.messages.exclude(pk=user_message.pk).aexists():
-        conversation.title = _title_from(text)
-        update_fields.append("title")
-    await conversation.asave(update_fields=update_fields)
+        await titles.name_from_question(conversation, text)
+    await conversation.asave(update_fields=["model", "template", "updated_at"])
     await hub.publish(conversation.id, frames.message(user_message) + frames.title(conversation) + frames.notice(""))
     return await _start_reply(caller, conversation, user_message.id)
 
@@ -148,7 +146,3 @@ async def _publish_thread(conversation: Conversation) -> None:
     shown = await tree.apage(conversation, size=tree.PAGE_MESSAGES)
     await hub.publish(conversation.id, frames.thread(conversation, shown.messages, shown.has_earlier) + frames.notice(""))
 
-
-def _title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

@@ -39,8 +39,11 @@ def notice(text: str) -> str:
 
 
 def title(conversation) -> str:
-    """The new title, in the page header and in the sidebar's list."""
-    return _part("title", conversation=conversation, oob=True)
+    """The new title, in the page header and in the sidebar's list (the tabs that get it have this
+    conversation open)."""
+    context = {"c": conversation, "current_id": conversation.id, "oob": True}
+    return (render_to_string("conversations/library.html#heading", context)
+            + render_to_string("conversations/library.html#link", context))
 
 
 def thread(conversation, messages: list[Message], has_earlier: bool) -> str:

@@ -28,6 +28,7 @@ from conversations.chat.history import messages_for_reply
 from conversations.chat.tree import Tree
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
+from conversations.library import titles
 from conversations.models import Conversation, Message, PromptTemplate
 from conversations.models.chat import INTERRUPTED_ERROR
 
@@ -86,6 +87,7 @@ class Reply:
         await _cancel(helpers)
         try:
             await self._finish(status, error)
+            await titles.name_after_first_reply(self.conversation, self.message, self.caller.user)
         finally:
             RUNNING.pop(self.message.id, None)
 

@@ -27,6 +27,10 @@ class Conversation(models.Model):
     current_leaf = models.ForeignKey(
         "conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    # Renamed by the member: the automatic title never replaces it.
+    title_set_by_member = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -35,6 +39,9 @@ class Conversation(models.Model):
         indexes = [
             # The conversation list: one owner's, newest first.
             models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The sidebar's pages and /archived/ (conversations.library.listing): one owner's,
+            # archived or not, pinned first, then newest first.
+            models.Index(fields=["owner", "archived", "-pinned", "-updated_at", "-id"], name="conversation_owner_list"),
         ]
 
     def __str__(self) -> str:

@@ -186,6 +186,7 @@ class UsageRecord(models.Model):
     class Source(models.TextChoices):
         API = "api"
         CHAT = "chat"
+        TITLE = "title"  # a conversation's automatic title (conversations.library.titles)
 
     request_id = models.CharField(max_length=64, db_index=True)
     source = models.CharField(max_length=8, choices=Source.choices)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from conversations.models import Conversation
 from conversations.search import search
-from conversations.views import SIDEBAR_CONVERSATIONS, int_param
+from conversations.views import int_param
 
 
 @require_GET
@@ -17,7 +16,4 @@ def search_page(request):
     context = {"q": text, "page": page}
     if request.htmx:
         return render(request, "conversations/search.html#results", context)
-    context["conversations"] = list(
-        Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")[:SIDEBAR_CONVERSATIONS]
-    )
     return render(request, "conversations/search.html", context)

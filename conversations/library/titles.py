@@ -1,0 +1,81 @@
+"""A conversation's title: the first words of its question at once, then, after the first reply,
+a short title written by a model (CHAT_TITLE_MODEL, else the conversation's) through the gateway
+pipeline with a usage source of its own ("title"). A title the member set is never replaced, and
+if the model fails the first words stay.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from conversations.chat import frames, hub
+from conversations.gateway import pipeline
+from conversations.gateway.errors import GatewayError
+from conversations.models import Conversation, Message, Profile, UsageRecord
+
+log = logging.getLogger("chatsite.chat")
+
+TITLE_CHARS = 60
+EXCERPT_CHARS = 2000  # of the question and the reply: enough to name them, cheap to send
+INSTRUCTIONS = ("Write a short title, at most six words, for the conversation that the user shows you. "
+                "Answer with the title only: no quotes, no full stop.")
+
+
+def first_words(text: str) -> str:
+    """A title from a text: its words on one line, cut at TITLE_CHARS."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def from_model_output(text: str) -> str:
+    """The model's answer as a title: its first line, without the quotes and marks models add."""
+    line = next((s for s in (text or "").splitlines() if s.strip()), "")
+    line = line.strip().strip("\"'“”‘’*#` ").removeprefix("Title:").strip().rstrip(".").strip("\"'“”‘’ ")
+    return first_words(line)
+
+
+async def name_from_question(conversation: Conversation, text: str) -> None:
+    """The first words of the first question, unless the member named it (maybe in another
+    request since this object was loaded: the database says)."""
+    await Conversation.objects.filter(pk=conversation.pk, title_set_by_member=False).aupdate(title=first_words(text))
+    conversation.title, conversation.title_set_by_member = await (
+        Conversation.objects.filter(pk=conversation.pk).values_list("title", "title_set_by_member").aget())
+
+
+async def name_after_first_reply(conversation: Conversation, reply: Message, user) -> None:
+    """After a conversation's first finished reply, ask a model for its title (unless the member
+    named it). Failures leave the title as it was: they are logged, never raised."""
+    if not settings.CHAT_AUTO_TITLE or reply.status != Message.Status.COMPLETE:
+        return
+    earlier = Message.objects.filter(conversation_id=conversation.id, id__lt=reply.id)
+    if await earlier.filter(role=Message.Role.ASSISTANT).aexists():
+        return
+    if await Conversation.objects.filter(pk=conversation.id, title_set_by_member=True).aexists():
+        return
+    question = await earlier.filter(role=Message.Role.USER).order_by("id").values_list("content", flat=True).afirst()
+    try:
+        title = await suggest(user, conversation.id, settings.CHAT_TITLE_MODEL or reply.model, question or "", reply.content)
+    except GatewayError as exc:
+        log.warning("no title for conversation %s: %s", conversation.id, exc.message)
+        return
+    except Exception:
+        log.exception("no title for conversation %s", conversation.id)
+        return
+    # Conditional, in one statement: a rename that lands meanwhile wins.
+    if title and await Conversation.objects.filter(pk=conversation.id, title_set_by_member=False).aupdate(title=title):
+        conversation.title = title
+        await hub.publish(conversation.id, frames.title(conversation))
+
+
+async def suggest(user, conversation_id: int, model_name: str, question: str, reply: str) -> str:
+    caller = pipeline.Caller(user=user, source=UsageRecord.Source.TITLE, session_id=f"conversation-{conversation_id}",
+                             profile=await Profile.objects.filter(user=user).afirst())
+    body = {"model": model_name, "max_tokens": 30, "messages": [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": f"{question[:EXCERPT_CHARS]}\n\n{reply[:EXCERPT_CHARS]}"},
+    ]}
+    response = await pipeline.complete(await pipeline.plan(caller, body))
+    choices = response.get("choices") or [{}]
+    return from_model_output((choices[0].get("message") or {}).get("content") or "")
