@@ -28,6 +28,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
+from conversations import lifecycle
 from conversations.chat import actions, frames, hub, replies
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
@@ -125,6 +126,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         action = content.get("action") or "send"
+        if action != "stop" and lifecycle.draining():  # shutting down: no new replies here
+            await self.send(text_data=frames.notice(lifecycle.RESTARTING))
+            return
         try:
             if action == "send":
                 await actions.send_message(user, conversation, str(content.get("message") or ""),
