@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from chatsite.origins import SameOriginValidator  # noqa: E402
 from conversations import lifecycle  # noqa: E402
 from conversations.api.handler import APIHandler  # noqa: E402
+from conversations.observability.logs import observe_http  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 api_asgi_app = APIHandler()
@@ -28,7 +29,7 @@ async def http(scope, receive, send):
     """/v1/ (key-authenticated, hot) to the middleware-free handler; the pages to the full one."""
     lifecycle.start()  # done by the lifespan under Uvicorn; Daphne's runserver has none (`make run`)
     app = api_asgi_app if scope["path"].startswith("/v1/") else django_asgi_app
-    await app(scope, receive, send)
+    await observe_http(app, scope, receive, send)  # metrics and the request's log line
 
 
 async def websocket(scope, receive, send):

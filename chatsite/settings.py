@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "conversations.observability.logs.RequestUserMiddleware",  # the member's id on the request's log line
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -241,7 +242,7 @@ UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 
 # -- Logs: readable lines by default, one JSON object a line with LOG_FORMAT=json (python-json-logger).
-# One line per request and per reply (logger "chatsite.access", conversations/observability.py).
+# One line per request and per reply (logger "chatsite.access", conversations/observability/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,

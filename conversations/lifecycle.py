@@ -29,6 +29,7 @@ from conversations import local
 from conversations.chat import sweeper
 from conversations.chat.replies import RUNNING
 from conversations.gateway import usage
+from conversations.observability import metrics
 
 log = logging.getLogger("chatsite")
 
@@ -91,6 +92,7 @@ async def shutdown() -> None:
             task.cancel()  # the reply saves its text as interrupted (replies.Reply._run)
         await asyncio.gather(*unfinished, return_exceptions=True)
     await usage.flush()
+    metrics.process_exiting()
 
 
 async def lifespan(scope, receive, send) -> None:

@@ -29,6 +29,7 @@ from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.models import Conversation, Message, PromptTemplate
 from conversations.models.chat import INTERRUPTED_ERROR
+from conversations.observability import metrics
 
 log = logging.getLogger("chatsite.chat")
 
@@ -55,6 +56,8 @@ class Reply:
     def start(self) -> Reply:
         RUNNING[self.message.id] = self
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message.id}")
+        metrics.REPLIES_STREAMING.inc()
+        self.task.add_done_callback(lambda _: metrics.REPLIES_STREAMING.dec())
         return self
 
     def stop(self) -> None:
