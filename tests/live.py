@@ -61,7 +61,7 @@ class Server:
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def start(self) -> Server:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a deadline for a stuck server on a loaded machine
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.output()}")

@@ -90,6 +90,7 @@ def stop_while_streaming(stopping: Server, watching: Server, alice, secret: str,
         tab.close()
 
 
+@pytest.mark.timeout(300)  # four production processes started and two stopped, each grace period waited out
 def test_a_rolling_restart_while_replies_stream_loses_nothing(django_db_blocker, tmp_path, alice, provider):
     _, secret = ApiKey.issue(alice, name="restart")
 
