@@ -3,15 +3,21 @@ requests, and the production command refuses what it cannot serve."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.conf import settings
 
-from tests.live import ROOT, free_port, test_database_url
+from conversations import lifecycle
+from conversations.models import Message
+from tests import live
+from tests.live import ROOT, free_port
+from tests.wsclient import Tab
 
 LIFESPAN = """
 import asyncio, json, threading
@@ -53,7 +59,7 @@ def run(args: list[str], **env) -> subprocess.CompletedProcess:
 def test_importing_the_site_starts_nothing_and_its_lifespan_starts_the_local_model_and_the_sweep():
     # The model's server would bind this port if it started: a free one, never the shared default.
     done = run(["-c", LIFESPAN], DJANGO_SETTINGS_MODULE="tests.local_model_settings", LOCAL_MODEL_PORT=str(free_port()),
-               LOCAL_MODEL_THREADS="1", DATABASE_URL=test_database_url())
+               LOCAL_MODEL_THREADS="1", DATABASE_URL=live.test_database_url())
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["import"] == {"local_model": False, "sweep": False}
@@ -80,3 +86,20 @@ def test_the_production_server_refuses_several_workers_without_postgresql_and_re
 def test_the_production_server_refuses_debug():
     refused = production("--workers", "1", DEBUG="1")
     assert refused.returncode == 1 and "DEBUG is on" in refused.stderr
+
+
+@pytest.fixture
+def draining(monkeypatch):
+    """This process as it is after SIGTERM (conversations.lifecycle.begin_draining)."""
+    monkeypatch.setattr(lifecycle, "_draining_since", time.monotonic())
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_process_shutting_down_takes_no_new_reply_and_says_so(alice, conversation, draining):
+    tab = Tab(alice, conversation.id)
+    assert await tab.connect()
+    await tab.send(message="are you there?")
+    frames = await tab.read_until(lambda frame: "restarting" in frame)
+    assert lifecycle.RESTARTING in html.unescape(frames[-1])
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    await tab.close()
