@@ -23,7 +23,7 @@ import time
 from contextvars import ContextVar
 
 from asgiref.sync import iscoroutinefunction
-from django.urls import Resolver404, resolve
+from django.urls import resolve
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.functional import empty
 
@@ -46,11 +46,13 @@ def _emit(event: str, fields: dict) -> None:
 
 
 def _route(path: str) -> str:
+    """The route's name: a label of a few fixed values, and no secret a path may hold."""
+    if path.startswith("/static/"):
+        return "static"
     try:
-        match = resolve(path)
-    except Resolver404:
-        return "static" if path.startswith("/static/") else "unmatched"
-    return match.view_name
+        return resolve(path).view_name
+    except Exception:  # Resolver404, or a path nothing could resolve
+        return "unmatched"
 
 
 async def observe_http(app, scope, receive, send) -> None:
