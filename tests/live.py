@@ -61,7 +61,7 @@ class Server:
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def start(self) -> Server:
-        deadline = time.monotonic() + 60  # a deadline for a stuck server on a loaded machine
+        deadline = time.monotonic() + 100  # a deadline for a stuck server on a loaded machine
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.output()}")
@@ -118,6 +118,13 @@ class LiveTab:
 
     def read_reply(self, status: str = "complete", timeout: float = 30.0) -> list[str]:
         return self.read_until(lambda f: f'class="message assistant {status}"' in f, timeout)
+
+    def joined(self) -> LiveTab:
+        """Once the socket's connect handler is done (it has joined the conversation's group):
+        the consumer answers frames in order, so the answer to one means the connect is over."""
+        self.send(action="ready?")
+        self.read_until(lambda f: "unknown action" in f)
+        return self
 
     def close(self) -> None:
         self.ws.close()

@@ -51,15 +51,18 @@ def v1_stream(server: Server, secret: str, model: str) -> tuple[str, list[str]]:
 
 
 def stop_while_streaming(stopping: Server, watching: Server, alice, secret: str, pool: ThreadPoolExecutor):
+    rows_before = UsageRecord.objects.count()
     short = Conversation.objects.create(owner=alice, model=Model.objects.get(name="slow"))
     long = Conversation.objects.create(owner=alice, model=Model.objects.get(name="long"))
-    writers = [LiveTab(stopping, alice, short.id), LiveTab(stopping, alice, long.id)]
-    watcher = LiveTab(watching, alice, long.id)
+    writers = [LiveTab(stopping, alice, short.id).joined(), LiveTab(stopping, alice, long.id).joined()]
+    watcher = LiveTab(watching, alice, long.id).joined()
     writers[0].send(message=SHORT, model="slow")
     writers[1].send(message="a long one", model="long")
     streams = [pool.submit(v1_stream, stopping, secret, "slow"), pool.submit(v1_stream, stopping, secret, "long")]
     watcher.read_until(lambda frame: "word5" in frame)  # everything is under way
-    wait_for(lambda: UsageRecord.objects.filter(status="pending").count() == 4, "the four requests' rows")
+    # All four under way (a row each; the short ones may be done already).
+    wait_for(lambda: UsageRecord.objects.count() >= rows_before + 4,
+             f"the four requests' rows ({[f.exception() for f in streams if f.done()]})", timeout=60)
 
     stopping.process.terminate()  # SIGTERM
     stopping.process.wait(GRACE + 20)

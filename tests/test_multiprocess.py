@@ -123,11 +123,12 @@ def production_pair(django_db_blocker, tmp_path):
                 server.stop()
 
 
+@pytest.mark.timeout(300)  # two production servers to start on a loaded machine
 def test_a_reply_started_on_either_process_streams_to_the_other_and_stop_from_either_ends_it(production_pair, alice,
                                                                                            provider):
     one, two = production_pair
     conversation = Conversation.objects.create(owner=alice, model=Model.objects.get(name="long"))
-    on_one, on_two = LiveTab(one, alice, conversation.id), LiveTab(two, alice, conversation.id)
+    on_one, on_two = LiveTab(one, alice, conversation.id).joined(), LiveTab(two, alice, conversation.id).joined()
 
     # Started through process one, stopped from a tab on process two.
     on_one.send(message="first", model="long")
@@ -150,6 +151,7 @@ def test_a_reply_started_on_either_process_streams_to_the_other_and_stop_from_ei
     on_two.close()
 
 
+@pytest.mark.timeout(300)  # two production servers to start on a loaded machine
 def test_a_key_revoked_through_one_process_is_refused_by_the_other_within_the_cache_bound(production_pair, alice,
                                                                                         provider):
     one, two = production_pair

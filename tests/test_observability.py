@@ -67,6 +67,7 @@ def settled(request_id: str) -> UsageRecord:
                     f"the usage row of {request_id}")
 
 
+@pytest.mark.timeout(300)  # the production command's processes to start on a loaded machine
 def test_metrics_and_log_lines_after_real_requests_hold_no_secret(production_site, alice, provider):
     site = production_site
     key, secret = ApiKey.issue(alice, name="observed")
@@ -143,6 +144,7 @@ def test_metrics_and_log_lines_after_real_requests_hold_no_secret(production_sit
         assert never not in output
 
 
+@pytest.mark.timeout(300)
 def test_metrics_are_refused_without_the_token_or_an_allowed_address(production_site):
     assert scrape(production_site, token=None).status_code == 404
     assert scrape(production_site, token="not-the-token").status_code == 404
