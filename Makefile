@@ -55,6 +55,13 @@ run: $(STAMP)
 	@echo "Chatsite is serving on http://$(HOST):$(PORT)/"
 	@$(PY) manage.py runserver $(HOST):$(PORT)
 
+# Production (README, "Running in production"): Uvicorn workers, DEBUG off; more than one worker
+# needs DATABASE_URL (PostgreSQL) and REDIS_URL (conversations/management/commands/serve.py).
+.PHONY: serve
+WORKERS ?= 1
+serve: $(STAMP)
+	@DEBUG=0 $(PY) manage.py serve --workers $(WORKERS) --host $(HOST) --port $(PORT)
+
 # Browser tests drive Debian's chromium; Playwright cannot download its own browser here.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -1,4 +1,5 @@
-"""The ASGI entry point: HTTP to Django, the chat websocket to Channels, lifespan for shutdown.
+"""The ASGI entry point: HTTP to Django, the chat websocket to Channels, lifespan for start-up and
+shutdown (conversations/lifecycle.py). Importing it starts nothing.
 
 Production: uvicorn chatsite.asgi:application (see README); development: manage.py runserver.
 """
@@ -15,24 +16,25 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chatsite.origins import SameOriginValidator  # noqa: E402
-from conversations import local  # noqa: E402
+from conversations import lifecycle  # noqa: E402
 from conversations.api.handler import APIHandler  # noqa: E402
-from conversations.lifecycle import lifespan  # noqa: E402
+from conversations.observability.logs import observe_http  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
-# The embedded model's supervisor (conversations/local): it starts the model's server now if it is
-# installed, else as soon as the background build is done. Here at import rather than in the
-# lifespan, because Daphne's runserver (`make run`) sends no lifespan events; Uvicorn imports this
-# module too, and start() is once per process.
-local.start()
-
 api_asgi_app = APIHandler()
+websocket_app = SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
 
 
 async def http(scope, receive, send):
     """/v1/ (key-authenticated, hot) to the middleware-free handler; the pages to the full one."""
+    lifecycle.start()  # done by the lifespan under Uvicorn; Daphne's runserver has none (`make run`)
     app = api_asgi_app if scope["path"].startswith("/v1/") else django_asgi_app
-    await app(scope, receive, send)
+    await observe_http(app, scope, receive, send)  # metrics and the request's log line
+
+
+async def websocket(scope, receive, send):
+    lifecycle.start()
+    await websocket_app(scope, receive, send)
 
 
 application = ProtocolTypeRouter(
@@ -40,7 +42,7 @@ application = ProtocolTypeRouter(
         "http": http,
         # Origin: the site's own, scheme, host and port (no cross-site websocket hijacking); then
         # the session. The consumer checks the login and the conversation's owner.
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        "lifespan": lifespan,
+        "websocket": websocket,
+        "lifespan": lifecycle.lifespan,
     }
 )

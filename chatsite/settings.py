@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "conversations.observability.logs.RequestUserMiddleware",  # the member's id on the request's log line
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -235,6 +236,9 @@ CHAT_STALE_SECONDS = env.float("CHAT_STALE_SECONDS", default=15.0)
 CHAT_AUTO_TITLE = env.bool("CHAT_AUTO_TITLE", default=True)
 CHAT_TITLE_MODEL = env.str("CHAT_TITLE_MODEL", default="")
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=1.0)
+# On SIGTERM, replies being written get this long to finish before they are saved as interrupted
+# (conversations/lifecycle.py); `make serve` gives /v1 streams the same.
+CHAT_SHUTDOWN_GRACE_SECONDS = env.float("CHAT_SHUTDOWN_GRACE_SECONDS", default=30.0)
 CURRENCY = env.str("CHATSITE_CURRENCY", default="USD")  # of model prices and budgets
 GATEWAY_CACHE_SECONDS = env.float("GATEWAY_CACHE_SECONDS", default=2.0)
 # The /v1 API's largest request body (images as data URLs make bodies big).
@@ -242,13 +246,26 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=20 * 1024 * 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 
+# -- Logs: readable lines by default, one JSON object a line with LOG_FORMAT=json (python-json-logger).
+# One line per request and per reply (logger "chatsite.access", conversations/observability/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s", "rename_fields": {"asctime": "time", "levelname": "level"}},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {"chatsite": {"level": env.str("LOG_LEVEL", default="INFO")}},
 }
+
+# -- /metrics (Prometheus): with `Authorization: Bearer METRICS_TOKEN`, or from these addresses
+# (comma-separated, networks allowed: 10.0.0.0/8). Neither set: nobody (404).
+METRICS_TOKEN = env_or_file("METRICS_TOKEN") or ""
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
 
 # -- The embedded local model (conversations/local): a child process serves it on loopback.
 LOCAL_MODEL = env.bool("LOCAL_MODEL", default=True)

@@ -5,6 +5,7 @@ from conversations import account, health, settings_page, views
 from conversations.api import views as api
 from conversations.library import views as library
 from conversations.local import views as local_model
+from conversations.observability.metrics import metrics_view
 from conversations.search.views import search_page
 from conversations.transfer import views as transfer
 
@@ -27,6 +28,7 @@ urlpatterns = [
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("accounts/", include("conversations.sso.urls")),  # single sign-on, break-glass, reset mail
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -29,9 +29,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
+from conversations import lifecycle
 from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
+from conversations.observability import metrics
 
 SNAPSHOT_WAIT_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN = 4401, 4403
@@ -100,6 +102,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.seen: dict[int, int] = {}  # message id -> last fragment this tab has
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # fragments held until a snapshot arrives
         await self.accept()
+        metrics.WEBSOCKETS_OPEN.inc()
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.channel_layer.group_add(hub.conversation_group(pk), self.channel_name)
         hub.join(pk, self)
@@ -107,6 +110,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.conversation is not None:
+            metrics.WEBSOCKETS_OPEN.dec()
             hub.leave(self.conversation.id, self)
             await self.channel_layer.group_discard(hub.conversation_group(self.conversation.id), self.channel_name)
             await self.channel_layer.group_discard(user_group(self.scope["user"].pk), self.channel_name)
@@ -126,6 +130,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         action = content.get("action") or "send"
+        if action != "stop" and lifecycle.draining():  # shutting down: no new replies here
+            await self.send(text_data=frames.notice(lifecycle.RESTARTING))
+            return
         try:
             if action == "send":
                 await actions.send_message(user, conversation, str(content.get("message") or ""),

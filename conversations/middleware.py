@@ -10,7 +10,7 @@ from django.utils.decorators import sync_and_async_middleware
 from conversations import throttle
 
 SETUP_URL = "/setup/"
-EXEMPT_PREFIXES = (SETUP_URL, "/static/", "/healthz", "/v1/")
+EXEMPT_PREFIXES = (SETUP_URL, "/static/", "/healthz", "/metrics", "/v1/")
 
 _site_has_users = False  # once true, it stays true for the life of the process
 

@@ -90,7 +90,7 @@ def conversation(alice, provider):
 def _servers_quiet_before_flush(request):
     """A test's live servers may still be writing (a reply, a usage batch) when it ends; the
     database flush that follows must not race them (PostgreSQL: a TRUNCATE deadlock)."""
-    servers = {"site_server", "api_server", "two_servers", "fault_site", "redis_site"} & set(request.fixturenames)
+    servers = {"site_server", "api_server", "two_servers", "fault_site", "redis_site", "production_site", "production_pair"} & set(request.fixturenames)
     if servers:
         request.getfixturevalue("transactional_db")  # set up first, so flushed after this waits
     yield

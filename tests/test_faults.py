@@ -21,7 +21,6 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client
-from websockets.sync.client import connect
 
 from conversations.models import (
     ApiKey,
@@ -33,7 +32,7 @@ from conversations.models import (
     UsageRecord,
 )
 from tests import live
-from tests.live import ROOT, Server, free_port
+from tests.live import ROOT, LiveTab, Server, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("faults")]
 
@@ -51,40 +50,7 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "the condition"):
     return value
 
 
-# -- real processes: a site, a tab on it, a Redis of the test's own
-
-
-class LiveTab:
-    """A browser tab's websocket to a site process: the session cookie and the site's Origin."""
-
-    def __init__(self, server: Server, user, conversation_id: int):
-        client = Client()
-        client.force_login(user)
-        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-        self.ws = connect(f"ws://127.0.0.1:{server.port}/ws/conversations/{conversation_id}/", origin=server.url,
-                          additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}, open_timeout=20, legacy=True)  # legacy: not a context manager, it lives across a test
-        self.frames: list[str] = []
-
-    def send(self, **content) -> None:
-        self.ws.send(json.dumps(content))
-
-    def read_until(self, predicate, timeout: float = 30.0) -> list[str]:
-        deadline, start = time.monotonic() + timeout, len(self.frames)
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                frame = self.ws.recv(timeout=max(remaining, 0.001))
-            except TimeoutError:
-                raise AssertionError(f"no matching frame in {timeout}s; got {self.frames[start:]!r}") from None
-            self.frames.append(frame)
-            if predicate(frame):
-                return self.frames[start:]
-
-    def read_reply(self, status: str = "complete", timeout: float = 30.0) -> list[str]:
-        return self.read_until(lambda f: f'class="message assistant {status}"' in f, timeout)
-
-    def close(self) -> None:
-        self.ws.close()
+# -- real processes: a site, a tab on it (tests.live.LiveTab), a Redis of the test's own
 
 
 class RedisServer:

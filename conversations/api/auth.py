@@ -19,6 +19,7 @@ from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import Caller, new_request_id
 from conversations.models import ApiKey, Profile
+from conversations.observability import logs
 
 log = logging.getLogger("chatsite.api")
 
@@ -63,6 +64,7 @@ def api_endpoint(*methods: str):
                 key = await authenticate(request.headers.get("Authorization", ""))
                 request.caller = Caller(user=key.owner, source="api", api_key=key, profile=_profile(key.owner),
                                         request_id=request_id)
+                logs.annotate(user_id=key.owner_id, key_prefix=key.prefix)
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
                 response = error_response(exc)

@@ -31,6 +31,7 @@ from conversations.gateway.errors import GatewayError
 from conversations.library import titles
 from conversations.models import Conversation, Message, PromptTemplate
 from conversations.models.chat import INTERRUPTED_ERROR
+from conversations.observability import metrics
 
 log = logging.getLogger("chatsite.chat")
 
@@ -58,6 +59,8 @@ class Reply:
     def start(self) -> Reply:
         RUNNING[self.message.id] = self
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message.id}")
+        metrics.REPLIES_STREAMING.inc()
+        self.task.add_done_callback(lambda _: metrics.REPLIES_STREAMING.dec())
         return self
 
     def stop(self) -> None:

@@ -1,37 +1,38 @@
 """Per-process caches for what every gateway request looks up: keys, models, templates.
 
 The hot path does no database round trip it can avoid. Entries live `GATEWAY_CACHE_SECONDS`
-(2 s by default) and are dropped at once in this process when an admin changes a key, model,
-provider, template, user or group; other processes see the change within those seconds.
+(2 s by default), at most `MAX_ENTRIES` per cache (cachetools), and are dropped at once in this
+process when an admin changes a key, model, provider, template, user or group; other processes
+see the change within those seconds (the documented bound for N processes).
 """
 
 from __future__ import annotations
 
 import time
 
+from cachetools import TLRUCache
 from django.conf import settings
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _MISSING = object()
+# The bound on each cache: a flood of unknown keys evicts the least recently used entries
+# instead of growing the process (a few hundred bytes an entry: a few MB at most).
+MAX_ENTRIES = 10_000
 
 
-class TTLCache:
-    def __init__(self):
-        self._entries: dict = {}
+class TTLCache(TLRUCache):
+    """cachetools' time-aware LRU cache, each entry living GATEWAY_CACHE_SECONDS as the setting
+    reads when it is stored (0: nothing is kept)."""
+
+    def __init__(self, maxsize: int = MAX_ENTRIES):
+        super().__init__(maxsize, ttu=lambda key, value, now: now + settings.GATEWAY_CACHE_SECONDS,
+                         timer=time.monotonic)
 
     def get(self, key, default=_MISSING):
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        return default
+        return super().get(key, default)
 
     def set(self, key, value) -> None:
-        if len(self._entries) > 10_000:  # a flood of unknown keys must not grow it without end
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + settings.GATEWAY_CACHE_SECONDS, value)
-
-    def clear(self) -> None:
-        self._entries.clear()
+        self[key] = value
 
 
 api_keys = TTLCache()  # prefix -> ApiKey (owner and allowed model ids loaded) or None

@@ -154,9 +154,9 @@ def _row_fields(caller: Caller, model: Model) -> dict:
                 model_name=model.name, model=model, provider=model.provider, session_id=caller.session_id)
 
 
-def _settle(plan: Plan, model: Model, entry: usage.Entry, status: str, error: str = "") -> None:
+def _settle(plan: Plan, model: Model, entry: usage.Entry, status: str, error: str = "", error_kind: str = "") -> None:
     record = entry.meter.record(status=status, error=error[:2000], **_row_fields(plan.caller, model))
-    usage.settle(entry, record)
+    usage.settle(entry, record, error_kind=error_kind)
     plan.settled.append(record)
     limits.settle(plan.caller, plan.reservation, record)
 
@@ -166,13 +166,23 @@ def _failure(exc: UpstreamError) -> str:
     return "truncated" if isinstance(exc, StreamTruncated) else "error"
 
 
+def error_kind(exc: UpstreamError) -> str:
+    """A failed attempt's kind, for the metrics (a few fixed values): the upstream's HTTP
+    status, or what went wrong on the way."""
+    if isinstance(exc, StreamTruncated):
+        return "truncated"
+    if exc.upstream_status:
+        return f"http_{exc.upstream_status}"
+    return {504: "timeout", 503: "connect"}.get(exc.status, "bad_response")
+
+
 async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
     """Stream the completion, in batches (what one network read brought): chunks with `model`
     set to the public name that served it."""
     for attempt, model in enumerate(plan.models):
         entry = _begin(plan, model)
         meter = entry.meter
-        status, error, started, stream_id = "ok", "", False, ""
+        status, error, kind, started, stream_id = "ok", "", "", False, ""
         try:
             async for batch in upstream_stream(model.provider.upstream(), _upstream_body(model, plan.body, stream=True)):
                 started = True
@@ -183,7 +193,7 @@ async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
                 yield [_usage_chunk(model, meter, stream_id)]
             return
         except UpstreamError as exc:
-            status, error = _failure(exc), exc.detail  # the upstream's text: admins only (see UpstreamError)
+            status, error, kind = _failure(exc), exc.detail, error_kind(exc)  # the text: admins only (UpstreamError)
             if exc.retryable and not started and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
@@ -191,7 +201,7 @@ async def stream(plan: Plan) -> AsyncIterator[list[Chunk]]:
             status, error = "cancelled", exc.__class__.__name__
             raise
         finally:
-            _settle(plan, model, entry, status, error)
+            _settle(plan, model, entry, status, error, kind)
 
 
 def _relay(plan: Plan, model: Model, meter: usage.Meter, chunk: Chunk) -> bool:
@@ -210,7 +220,7 @@ async def complete(plan: Plan) -> dict:
     for attempt, model in enumerate(plan.models):
         entry = _begin(plan, model)
         meter = entry.meter
-        status, error = "ok", ""
+        status, error, kind = "ok", "", ""
         try:
             response = await upstream_complete(model.provider.upstream(), _upstream_body(model, plan.body, stream=False))
             meter.observe(response)
@@ -221,7 +231,7 @@ async def complete(plan: Plan) -> dict:
                                      "total_tokens": prompt + completion}
             return response
         except UpstreamError as exc:
-            status, error = _failure(exc), exc.detail  # the upstream's text: admins only (see UpstreamError)
+            status, error, kind = _failure(exc), exc.detail, error_kind(exc)  # the text: admins only (UpstreamError)
             if exc.retryable and attempt + 1 < len(plan.models):
                 continue
             raise GatewayError.from_upstream(exc) from exc
@@ -229,7 +239,7 @@ async def complete(plan: Plan) -> dict:
             status, error = "cancelled", exc.__class__.__name__
             raise
         finally:
-            _settle(plan, model, entry, status, error)
+            _settle(plan, model, entry, status, error, kind)
     raise AssertionError("unreachable: plan.models is never empty")
 
 

@@ -33,6 +33,7 @@ from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
 from conversations.models import Message, UsageRecord
+from conversations.observability import logs, metrics
 
 log = logging.getLogger("chatsite.usage")
 
@@ -144,18 +145,27 @@ def begin(meter: Meter, *, held: Decimal = Decimal(0), **fields) -> Entry:
     entry = Entry(fields, meter, held)
     _new.append(entry)
     _open.add(entry)
+    _queue_changed()
     _ensure_writer()
     return entry
 
 
-def settle(entry: Entry, final: UsageRecord) -> None:
-    """The attempt's outcome; written over its pending row (or inserted, if that is not yet)."""
+def settle(entry: Entry, final: UsageRecord, *, error_kind: str = "") -> None:
+    """The attempt's outcome; written over its pending row (or inserted, if that is not yet).
+    Also where both front doors' metrics and the reply's log line come from: `error_kind` names
+    a failed upstream call's kind (conversations.observability)."""
     final.created_at = entry.created_at
     final.updated_at = timezone.now()
     entry.final = final  # one assignment: a flush in another thread sees all of it or none
     _open.discard(entry)
     _settled.append(entry)
+    _queue_changed()
     _ensure_writer()
+    logs.attempt_settled(final, error_kind)
+
+
+def _queue_changed() -> None:
+    metrics.USAGE_QUEUE.set(len(_new) + len(_settled))
 
 
 def _ensure_writer() -> None:
@@ -194,6 +204,7 @@ async def flush() -> None:
 def flush_sync() -> None:
     with _lock:
         inserts, updates = _take(_new), _take(_settled)
+        _queue_changed()
         if not (inserts or updates or _open):
             return
         # What request_finished does for a page: drop a broken or expired connection first (the /v1

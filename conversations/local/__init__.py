@@ -8,8 +8,8 @@ are there:
 - `server.py` is a small OpenAI-compatible server (POST /v1/chat/completions, GET /v1/models)
   that a child process runs: one generation at a time per model, the others queued, usage
   counted with the model's own tokenizer;
-- `supervisor.py` starts that child with the site (chatsite/asgi.py), or as soon as the build is
-  done, and stops it with the site;
+- `supervisor.py` starts that child with the site (conversations/lifecycle.py), or as soon as the
+  build is done, and stops it with the site;
 - `provision.py` creates the built-in provider "local" with the model "smollm2-135m" on migrate.
 
 So the browser chat and /v1 reach the local model through the gateway like any upstream.
@@ -80,14 +80,14 @@ def status():
 
 
 def start():
-    """Start the local model's supervisor with the site (chatsite/asgi.py) when LOCAL_MODEL is on;
-    a no-op otherwise. Returns the supervisor, or None.
+    """Start the local model's supervisor with the site when LOCAL_MODEL is on; a no-op otherwise.
+    Returns the supervisor, or None.
 
     It starts even while the model is still being built: its watcher starts the model's server
     once the build is done, so the site need not be restarted. Called once per process (later
-    calls return the same supervisor), at import of chatsite.asgi rather than in the ASGI
-    lifespan, because Daphne's runserver (`make run`) has no lifespan; Uvicorn imports the same
-    module, so both start it the same way."""
+    calls return the same supervisor) by conversations.lifecycle.start(): at the ASGI lifespan's
+    startup under Uvicorn, at the first request under Daphne's runserver (`make run`), which has
+    no lifespan. Never at import."""
     from django.conf import settings
 
     if not settings.LOCAL_MODEL:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from conversations.observability import metrics
 from conversations.search import search
 from conversations.views import int_param
 
@@ -12,7 +13,8 @@ from conversations.views import int_param
 @require_GET
 def search_page(request):
     text = request.GET.get("q", "")
-    page = search(request.user, text, int_param(request, "page") or 1)
+    with metrics.SEARCH.time():
+        page = search(request.user, text, int_param(request, "page") or 1)
     context = {"q": text, "page": page}
     if request.htmx:
         return render(request, "conversations/search.html#results", context)
