@@ -140,3 +140,21 @@ def test_a_second_tab_sees_the_reply_live(browser, site_server, alice, provider)
     expect(second.locator(".message.assistant.complete")).to_contain_text("Echo: both tabs")
     first.close()
     second.close()
+
+
+def test_a_message_the_server_refuses_is_given_back_to_the_box(page, site_server, alice, provider):
+    open_new_chat(page, site_server)
+    send(page, "go", "long")
+    expect(page.locator(".message.assistant.streaming")).to_contain_text("word5")
+    box = page.get_by_label("Message")
+    box.fill("a second question, typed while the reply is written")
+    box.press("Enter")  # Send is hidden while a reply is written; Enter still sends
+    expect(page.locator("#composer-notice")).to_contain_text("A reply is still being written")
+    expect(box).to_have_value("a second question, typed while the reply is written")
+    assert Message.objects.filter(role="user").count() == 1  # refused: not stored
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".message.assistant.cancelled")).to_be_visible()
+    # Accepted this time: the box empties and stays empty.
+    box.press("Enter")
+    expect(page.locator(".message.user")).to_have_count(2)
+    expect(box).to_have_value("")
