@@ -213,16 +213,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def chain(conversation, messages: list, parent_id: int | None = None) -> list:
-    """Insert `messages` (unsaved Message objects) as a chain under `parent_id`, in bulk, and show
-    the branch they end. (bulk_create does not call save(), which places a message.)"""
-    from conversations.models import Conversation, Message
+    """Insert `messages` (unsaved Message objects) as a chain under `parent_id`, in bulk."""
+    from conversations.chat import tree
 
-    for message in messages:
-        message.conversation = conversation
-    created = Message.objects.bulk_create(messages)
-    for message in created:
-        message.parent_id, parent_id = parent_id, message.pk
-    Message.objects.bulk_update(created, ["parent"], batch_size=500)
-    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=parent_id)
-    conversation.current_leaf_id = parent_id
-    return created
+    return tree.chain(conversation, messages, parent_id)

@@ -89,6 +89,20 @@ def add(conversation: Conversation, parent_id: int | None, **fields) -> Message:
 aadd = database_sync_to_async(add)
 
 
+def chain(conversation: Conversation, messages: list[Message], parent_id: int | None = None) -> list[Message]:
+    """Insert `messages` (unsaved) in bulk as one chain under `parent_id`, and show the branch
+    they end (bulk_create does not call save(), which places a message one at a time)."""
+    for message in messages:
+        message.conversation = conversation
+    created = Message.objects.bulk_create(messages)
+    for message in created:
+        message.parent_id, parent_id = parent_id, message.pk
+    Message.objects.bulk_update(created, ["parent"], batch_size=500)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=parent_id)
+    conversation.current_leaf_id = parent_id
+    return created
+
+
 @dataclass
 class Page:
     messages: list[Message]

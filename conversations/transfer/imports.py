@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.utils import timezone
 
+from conversations.chat import tree
 from conversations.library.titles import first_words
 from conversations.models import Conversation, Message, Model
 from conversations.transfer.export import FORMAT
@@ -151,8 +152,7 @@ def save(user, parsed: list[Parsed]) -> Report:
             title = first_words(p.title) or (first_words(p.messages[0][1]) if p.messages else "Imported chat")
             conversation = Conversation.objects.create(owner=user, title=title, model=models.get(p.model),
                                                        system_prompt=p.system_prompt, title_set_by_member=True)
-            Message.objects.bulk_create([Message(conversation=conversation, role=role, content=content, model=model)
-                                         for role, content, model in p.messages])
+            tree.chain(conversation, [Message(role=role, content=content, model=model) for role, content, model in p.messages])
             count += len(p.messages)
             if p.updated_at:  # it keeps its place in the list's days
                 Conversation.objects.filter(pk=conversation.pk).update(updated_at=p.updated_at)
