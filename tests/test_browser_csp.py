@@ -145,5 +145,6 @@ def test_admin_pages_work_under_the_policy(watched, site_server, charlie, alice,
     page.get_by_role("button", name="Invite").click()
     link = page.get_by_label("Invitation link").input_value()
     page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()  # the clipboard is written by then
     assert page.evaluate("navigator.clipboard.readText()") == link
     assert_clean(page)
