@@ -98,7 +98,12 @@ class LiveTab:
         client.force_login(user)
         cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
         self.ws = connect(f"ws://127.0.0.1:{server.port}/ws/conversations/{conversation_id}/", origin=server.url,
-                          additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}, open_timeout=20, legacy=True)  # legacy: not a context manager, it lives across a test
+                          additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"}, open_timeout=20,
+                          # A test reads its frames when it is ready to: they wait in an unbounded queue (with
+                          # the default bound of 16 the client stops reading the socket, so the server's pongs
+                          # go unread and the client closes the socket after its ping timeout, 1011).
+                          max_queue=None, ping_interval=None,
+                          legacy=True)  # legacy: not a context manager, it lives across a test
         self.frames: list[str] = []
 
     def send(self, **content) -> None:

@@ -5,15 +5,35 @@
 (function () {
   "use strict";
 
+  function done(button) {
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+    button.textContent = "Copied";
+    // Named again once the reader moves on, ready for another copy.
+    button.addEventListener("blur", function () { button.textContent = label; }, { once: true });
+  }
+
+  // The older way, for when the asynchronous clipboard is refused (a page without focus, an
+  // insecure origin): copy a selection of the text, then put the focus back on the button.
+  function copyBySelection(button, text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";  // out of sight and out of the layout (CSSOM: allowed by the CSP)
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (error) { ok = false; }
+    area.remove();
+    button.focus();
+    if (ok) done(button);
+  }
+
   function copied(button, text) {
-    if (!navigator.clipboard) return;
-    navigator.clipboard.writeText(text).then(function () {
-      var label = button.getAttribute("data-label") || button.textContent;
-      button.setAttribute("data-label", label);
-      button.textContent = "Copied";
-      // Named again once the reader moves on, ready for another copy.
-      button.addEventListener("blur", function () { button.textContent = label; }, { once: true });
-    });
+    if (!navigator.clipboard) { copyBySelection(button, text); return; }
+    navigator.clipboard.writeText(text).then(function () { done(button); },
+                                             function () { copyBySelection(button, text); });
   }
 
   document.addEventListener("click", function (event) {
