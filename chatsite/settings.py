@@ -114,8 +114,7 @@ TEMPLATES = [
 
 # -- Database: SQLite (WAL) under var/ by default, PostgreSQL via DATABASE_URL.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-# A dead connection (database restarted, backend killed) is replaced at its next request's first
-# query; /v1 relies on it (conversations/api/handler.py).
+# A dead connection (database restarted, backend killed) is replaced before it is used.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
@@ -124,9 +123,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-# A connection kept between requests (`?conn_max_age=600` in DATABASE_URL) is checked before its
-# first use in each request or websocket event: one the database dropped (a restart) is replaced.
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+else:
+    # PostgreSQL: a pool of connections per process (psycopg_pool, through Django's own support),
+    # the way Django recommends under ASGI: without it each websocket event's and each page's
+    # database work opens and closes a connection (channels and Django close it after each use
+    # when CONN_MAX_AGE is 0), and kept connections (CONN_MAX_AGE > 0) leak with each request
+    # thread. "Closing" gives a connection back; the pool checks each one it hands out
+    # (CONN_HEALTH_CHECKS), so a database restart costs no request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them (Django refuses both)
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- Channel layer and cache: in-process by default, Redis via REDIS_URL.

@@ -105,12 +105,12 @@ def redis_site(own_redis, django_db_blocker):
 
 @pytest.fixture(scope="module")
 def fault_site(django_db_setup, django_db_blocker):
-    """A site process (Daphne). On PostgreSQL its connections are named, for pg_terminate_backend,
-    and kept between requests (as production may, with `conn_max_age`): the harder case."""
+    """A site process (Daphne). On PostgreSQL its connections are named, for pg_terminate_backend
+    (its pool keeps them between requests: the harder case)."""
     with django_db_blocker.unblock():
         url = live.test_database_url()
         if url.startswith("postgres"):
-            url += "?application_name=chatsite-fault-site&conn_max_age=600"
+            url += "?application_name=chatsite-fault-site"
         server = Server(env={"DATABASE_URL": url}).start()
     yield server
     server.stop()

@@ -10,10 +10,12 @@ simultaneous streams waited hundreds of milliseconds for their first token.
 - The request_started / request_finished signals and response.close(): their receivers reset the
   debug query log and recycle database connections. The API's requests make no queries of their
   own when the caches are warm (keys, models and templates are cached; usage is written in
-  batches). What recycling is for, a connection that died (a database restart, a killed
-  backend), is done here without a hop: each request marks every connection for a health check
-  (CONN_HEALTH_CHECKS), so the first query of a request that makes one checks its connection
-  first, in the hop that query takes anyway, and reconnects if it is dead.
+  batches). A connection that died (a database restart, a killed backend) is replaced where the
+  connections are handed out: PostgreSQL's come from a pool that checks each one it hands out
+  (chatsite/settings.py), and the usage writer and the websockets' database calls give theirs
+  back after each use. (An earlier version marked every thread's connection for a health check
+  from here, the event loop's thread: a connection being opened in the database thread at that
+  moment ran its check before autocommit was on, and was left inside a transaction.)
 
 The body is not read before the view asks for it: after the key is checked (a request with no
 valid key is refused without its body being read), no further than API_MAX_BODY_BYTES (refused by
@@ -31,13 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
-import weakref
 
 from django.core.exceptions import RequestAborted, RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 from django.urls import set_script_prefix
 
 from conversations.api.auth import error_response, unexpected_error_response
@@ -115,7 +113,6 @@ class APIHandler(ASGIHandler):
         """Django's ASGIHandler.handle less the signals and the close() hop, with the body read
         by the view (see above)."""
         set_script_prefix(get_script_prefix(scope))
-        check_connections_on_next_use()
         body = StreamedBody(receive, scope)
         request, _ = self.create_request(scope, io.BytesIO())
         if request is None:  # a query string that is not UTF-8
@@ -134,24 +131,3 @@ class APIHandler(ASGIHandler):
         except* (_Processed, RequestAborted):
             pass
 
-
-# -- database connections, checked per request without a hop to their thread
-
-_connections: weakref.WeakSet = weakref.WeakSet()
-_connections_lock = threading.Lock()
-
-
-@receiver(connection_created, dispatch_uid="api-remember-connection")
-def _remember(sender, connection, **kwargs):
-    with _connections_lock:
-        _connections.add(connection)
-
-
-def check_connections_on_next_use() -> None:
-    """What Django's request_started does with close_old_connections(), less the hop: a flag on
-    each connection (read by the thread that owns it), so its next query runs a health check
-    (settings: CONN_HEALTH_CHECKS) and reconnects if the connection died."""
-    with _connections_lock:
-        connections = list(_connections)
-    for connection in connections:
-        connection.health_check_done = False
