@@ -57,7 +57,8 @@ def new_chat(request):
     conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, **defaults)
-    else:  # starts afresh, with the member's defaults as they are now
+    else:  # starts afresh, with the member's defaults as they are now (and no chat settings)
+        defaults |= {"template": None, "parameters": None, "variables": None}
         for field, value in defaults.items():
             setattr(conversation, field, value)
         conversation.save(update_fields=[*defaults, "updated_at"])

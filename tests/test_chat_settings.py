@@ -223,3 +223,13 @@ async def test_a_stored_value_the_validator_refuses_fails_the_reply_with_its_mes
     await tab.close()
     assert html.escape(v1_message(top_p=7), quote=True) in final
     assert upstream.requests_for("echo") == []
+
+
+@pytest.mark.django_db
+def test_new_chat_reusing_an_untouched_one_starts_without_its_settings(client, alice, conversation, pirate):
+    client.force_login(alice)
+    client.post(url(conversation), {"temperature": "1.5", "preset": "pirate", "variables.place": "Nassau"},
+                HTTP_HX_REQUEST="true")
+    assert client.post("/c/new/")["Location"] == f"/c/{conversation.id}/"  # no message yet: the same one
+    conversation.refresh_from_db()
+    assert (conversation.parameters, conversation.template, conversation.variables) == (None, None, None)
