@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from conversations import account, health, settings_page, views
 from conversations.api import views as api
+from conversations.chatsettings import views as chat_settings
 from conversations.library import views as library
 from conversations.local import views as local_model
 from conversations.observability.metrics import metrics_view
@@ -15,6 +16,7 @@ urlpatterns = [
     path("c/<int:pk>/", views.conversation, name="conversation"),
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
     path("c/<int:pk>/rename/", library.rename_conversation, name="rename_conversation"),
+    path("c/<int:pk>/settings/", chat_settings.chat_settings, name="chat_settings"),
     path("c/<int:pk>/organise/", library.organise_conversation, name="organise_conversation"),
     path("conversations/", library.conversation_list, name="conversation_list"),
     path("archived/", library.archived, name="archived"),

@@ -13,8 +13,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations.chat import tree
+from conversations.chatsettings import panel as chatsettings
 from conversations.local import views as local_views
-from conversations.models import Conversation, Model, Preferences, PromptTemplate
+from conversations.models import Conversation, Model, Preferences
 
 # A search result opens its conversation a few messages above the match, down to the latest.
 AROUND_CONTEXT = 10
@@ -56,7 +57,8 @@ def new_chat(request):
     conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, **defaults)
-    else:  # starts afresh, with the member's defaults as they are now
+    else:  # starts afresh, with the member's defaults as they are now (and no chat settings)
+        defaults |= {"template": None, "parameters": None, "variables": None}
         for field, value in defaults.items():
             setattr(conversation, field, value)
         conversation.save(update_fields=[*defaults, "updated_at"])
@@ -65,7 +67,7 @@ def new_chat(request):
 
 @require_GET
 def conversation(request, pk: int):
-    conversation = get_object_or_404(Conversation.objects.select_related("model__provider"), pk=pk, owner=request.user)
+    conversation = get_object_or_404(Conversation.objects.select_related("model__provider", "template"), pk=pk, owner=request.user)
     conversation.messages.mark_stale_interrupted()
     before = int_param(request, "before")
     # A search result (?around=<id>) opens the branch that holds it, a few messages above it when
@@ -78,7 +80,7 @@ def conversation(request, pk: int):
     context |= {
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
-        "presets": list(PromptTemplate.objects.only("name", "description")),
+        "chat_settings": chatsettings.shown(conversation),
         # The websocket asks for what changed after this render when it (re)connects.
         "since": f"{time.time() - 1:.3f}",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from conversations.chat import frames, hub, tree
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
+from conversations.chatsettings import panel as chatsettings
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
 from conversations.library import titles
@@ -79,6 +80,7 @@ async def _ready(user, conversation: Conversation, model_name: str | None) -> pi
     await interrupt_stale(conversation.id)  # a reply whose process died holds nothing up
     if await _streaming(conversation).aexists():
         raise ChatError("A reply is still being written: wait for it or press Stop.")
+    await chatsettings.arefresh(conversation)  # as saved from the Chat settings panel since
     caller = await _caller(user, conversation)
     await _choose_model(caller, conversation, model_name)
     return caller

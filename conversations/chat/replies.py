@@ -26,10 +26,12 @@ from django.utils import timezone
 from conversations.chat import frames, hub
 from conversations.chat.history import messages_for_reply
 from conversations.chat.tree import Tree
+from conversations.chatsettings import panel as chatsettings
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
+from conversations.gateway.validation import validate_chat_request
 from conversations.library import titles
-from conversations.models import Conversation, Message, PromptTemplate
+from conversations.models import Conversation, Message
 from conversations.models.chat import INTERRUPTED_ERROR
 from conversations.observability import metrics
 
@@ -112,11 +114,10 @@ class Reply:
     async def _generate(self) -> None:
         model = self.conversation.model
         messages = await messages_for_reply(self.conversation, self.message, model.context_window)
-        body = {"model": model.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-        if self.conversation.template_id:
-            body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)
-                                   .values_list("uuid", flat=True).afirst())
-        plan = self.plan = await pipeline.plan(self.caller, body)
+        body = {"model": model.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True},
+                **await chatsettings.arequest_fields(self.conversation)}
+        # Checked as a /v1 body is: the settings were when saved, and are again as they are now.
+        plan = self.plan = await pipeline.plan(self.caller, validate_chat_request(body))
         async with contextlib.aclosing(pipeline.stream(plan)) as batches:
             async for batch in batches:
                 for chunk in batch:

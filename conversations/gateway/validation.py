@@ -16,8 +16,9 @@ from collections.abc import Callable
 from conversations.gateway.errors import GatewayError
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# OpenAI's ReasoningEffort; an upstream that does not know a value answers for itself.
-REASONING_EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh", "max"}
+# OpenAI's ReasoningEffort, least to most (the chat settings list them in this order); an upstream
+# that does not know a value answers for itself.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 TOOL_CHOICES = {"none", "auto", "required"}
 FUNCTION_CALL_CHOICES = {"none", "auto"}
 MODALITIES = {"text", "audio"}
@@ -100,7 +101,7 @@ def string_list(max_items: int | None = None, allowed: set[str] | None = None) -
     return check
 
 
-def one_of(choices: set[str]) -> Callable:
+def one_of(choices: set[str] | tuple[str, ...]) -> Callable:
     def check(param, value):
         if not isinstance(value, str) or value not in choices:
             raise invalid(param, f"must be one of {', '.join(sorted(choices))}.")
@@ -277,10 +278,24 @@ def validate_chat_request(body) -> dict:
         raise GatewayError(422, "Missing required parameter: 'messages'.", code="missing_required_parameter", param="messages")
     for field, check in FIELDS.items():
         if field in body and not (field == "messages" and body.get("template") and body[field] in (None, [])):
-            normalized = check(field, body[field])
-            if normalized is not None:
-                body[field] = normalized
+            _check_field(body, field, check)
     return body
+
+
+def validate_fields(fields: dict) -> dict:
+    """Some fields of a chat request, each checked exactly as in a whole request (the chat's
+    settings panel checks what a member types with it); raises GatewayError(422) naming the
+    first bad one. Whole-number floats are made integers in place, as in a request."""
+    check_values(fields)
+    for field in fields:
+        _check_field(fields, field, FIELDS[field])
+    return fields
+
+
+def _check_field(body: dict, field: str, check: Callable) -> None:
+    normalized = check(field, body[field])
+    if normalized is not None:
+        body[field] = normalized
 
 
 def too_deep() -> GatewayError:

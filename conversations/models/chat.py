@@ -22,6 +22,12 @@ class Conversation(models.Model):
     template = models.ForeignKey(
         "conversations.PromptTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The Chat settings panel's (conversations.chatsettings), sent with every reply: `parameters`
+    # holds temperature, top_p, max_tokens and reasoning_effort as the gateway's validation
+    # accepted them, `variables` the values of the preset's {{slots}}. Null until first saved
+    # (nullable: a plain ADD COLUMN, which the search triggers on this table survive).
+    parameters = models.JSONField(null=True, blank=True)
+    variables = models.JSONField(null=True, blank=True)
     # The tip of the branch shown (conversations.chat.tree): the newest message, or the one a
     # member went to with Previous/Next version or from a search result.
     current_leaf = models.ForeignKey(

@@ -29,6 +29,10 @@ def as_json(conversation: Conversation) -> dict:
         "format": FORMAT, "version": VERSION, "title": conversation.title,
         "model": conversation.model.name if conversation.model else None,
         "system_prompt": conversation.system_prompt,
+        # The Chat settings (conversations.chatsettings): request parameters, preset and its slot values.
+        "parameters": conversation.parameters or {},
+        "preset": conversation.template.name if conversation.template else None,
+        "variables": conversation.variables or {},
         "created_at": conversation.created_at.isoformat(), "updated_at": conversation.updated_at.isoformat(),
         "messages": messages,
     }
