@@ -65,22 +65,30 @@ def new_chat(request):
 
 @require_GET
 def conversation(request, pk: int):
-    conversation = get_object_or_404(Conversation.objects.select_related("model__provider"), pk=pk, owner=request.user)
+    """One's own conversation, or one shared with one (conversations.sharing): read-only, drawn
+    without the message box."""
+    conversation = get_object_or_404(
+        Conversation.objects.readable_by(request.user).select_related("model__provider", "owner", "share"), pk=pk)
+    reading = conversation.owner_id != request.user.pk
     conversation.messages.mark_stale_interrupted()
     before = int_param(request, "before")
     # A search result (?around=<id>) opens the branch that holds it, a few messages above it when
     # it is further back than the latest page (the template marks it by its #msg-<id> anchor).
-    shown = tree.page(conversation, size=tree.PAGE_MESSAGES, before=before, around=int_param(request, "around"),
+    # A reader shows the owner's branch: they never move it.
+    shown = tree.page(conversation, size=tree.PAGE_MESSAGES, before=before,
+                      around=None if reading else int_param(request, "around"),
                       around_context=AROUND_CONTEXT, around_limit=AROUND_LIMIT)
     context = {"conversation": conversation, "messages": shown.messages, "has_earlier": shown.has_earlier}
     if request.htmx and before is not None:
         return render(request, "conversations/conversation.html#earlier", context)
+    # The websocket asks for what changed after this render when it (re)connects.
+    context["since"] = f"{time.time() - 1:.3f}"
+    if reading:
+        return render(request, "conversations/read_only.html", context)
     context |= {
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
         "presets": list(PromptTemplate.objects.only("name", "description")),
-        # The websocket asks for what changed after this render when it (re)connects.
-        "since": f"{time.time() - 1:.3f}",
     }
     return render(request, "conversations/conversation.html", context)
 
