@@ -51,9 +51,10 @@ def index(request):
 
 @require_POST
 def new_chat(request):
-    # An untouched new chat is reused rather than piling up empty ones.
+    # An untouched new chat is reused rather than piling up empty ones (not one that is shared:
+    # what is written in a new chat is nobody else's business).
     defaults = Preferences.new_chat_defaults(request.user)
-    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
+    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None, share=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, **defaults)
     else:  # starts afresh, with the member's defaults as they are now

@@ -111,6 +111,15 @@ def test_the_rule_is_one_query_and_lists_each_conversation_once(alice, bob, secr
 
 
 @pytest.mark.django_db
+def test_new_chat_does_not_reuse_an_empty_conversation_that_is_shared(client, alice, bob, conversation):
+    shared_with(conversation, everyone=True)
+    client.force_login(alice)
+    new = Conversation.objects.get(pk=int(client.post("/c/new/")["Location"].split("/")[2]))
+    assert new != conversation and not Share.objects.filter(conversation=new).exists()
+    assert client.post("/c/new/")["Location"] == new.get_absolute_url()  # an unshared one is reused
+
+
+@pytest.mark.django_db
 def test_sharing_with_nobody_is_not_sharing(alice, bob, secret):
     shared_with(secret, users=[bob])
     assert shared_with(secret) is None
