@@ -42,7 +42,7 @@ def share_conversation(request, pk: int):
     return render(request, f"{TEMPLATE}#panel", {
         "c": conversation, "form": form, "shared": current is not None, "shared_with": shared_with(current),
         "saved": saved, "oob_state": saved,
-    }, status=422 if form.errors else 200)
+    })  # a refusal is a 200 too: htmx swaps only those, and the error is shown in place
 
 
 @require_POST
