@@ -8,6 +8,7 @@ from conversations.library import views as library
 from conversations.local import views as local_model
 from conversations.observability.metrics import metrics_view
 from conversations.search.views import search_page
+from conversations.sharing import views as sharing
 from conversations.transfer import views as transfer
 
 urlpatterns = [
@@ -18,6 +19,9 @@ urlpatterns = [
     path("c/<int:pk>/rename/", library.rename_conversation, name="rename_conversation"),
     path("c/<int:pk>/settings/", chat_settings.chat_settings, name="chat_settings"),
     path("c/<int:pk>/organise/", library.organise_conversation, name="organise_conversation"),
+    path("c/<int:pk>/share/", sharing.share_conversation, name="share_conversation"),
+    path("c/<int:pk>/continue/", sharing.continue_conversation, name="continue_conversation"),
+    path("shared/", sharing.shared_with_me, name="shared_with_me"),
     path("conversations/", library.conversation_list, name="conversation_list"),
     path("archived/", library.archived, name="archived"),
     path("c/<int:pk>/export.<str:fmt>", transfer.export_conversation, name="export_conversation"),

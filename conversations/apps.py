@@ -11,6 +11,7 @@ class ConversationsConfig(AppConfig):
         from conversations import checks  # noqa: F401 - registers the start-up checks
         from conversations.gateway import cache
         from conversations.local.provision import create_local_provider
+        from conversations.sharing import signals  # noqa: F401 - a revoked reader's sockets close
 
         cache.connect_signals()  # an admin's change drops the gateway's cached keys and models
 

@@ -6,9 +6,13 @@ the hub. What lives here is keeping one tab in step: catching up on connect, and
 fragments of a reply that the tab's snapshot of it already holds.
 
 Security: the origin was checked before this consumer runs (chatsite/origins.py), the login and
-the conversation's owner at connect; every action reads the session afresh (still logged in,
-still active), and deactivating a member closes their open sockets through a per-user group
-(`disconnect_user`). A frame it cannot take is explained in place; the socket stays open.
+who may read the conversation at connect (`Conversation.objects.readable_by`: its owner, or a
+member it is shared with); every action reads the session afresh (still logged in, still active),
+and deactivating a member closes their open sockets through a per-user group (`disconnect_user`).
+A reader (conversations.sharing) watches, read-only: every action of theirs is refused, and when
+sharing changes (stopped, the reader taken off it or out of a group) their socket asks the rule
+again and is closed if it no longer lets them read. A frame it cannot take is explained in place;
+the socket stays open.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
 from conversations.observability import metrics
+from conversations.sharing import access
 
 SNAPSHOT_WAIT_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN = 4401, 4403
@@ -95,10 +100,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         pk = self.scope["url_route"]["kwargs"]["pk"]
-        self.conversation = await Conversation.objects.select_related("model").filter(pk=pk, owner=user).afirst()
+        self.conversation = await Conversation.objects.readable_by(user).select_related("model").filter(pk=pk).afirst()
         if self.conversation is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.reading = self.conversation.owner_id != user.pk  # shared with them: read-only
         self.seen: dict[int, int] = {}  # message id -> last fragment this tab has
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # fragments held until a snapshot arrives
         await self.accept()
@@ -128,6 +134,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not await self.still_logged_in():
             await self.send(text_data=frames.notice(LOGGED_OUT))
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if self.reading:
+            await self.refuse_reader()
             return
         action = content.get("action") or "send"
         if action != "stop" and lifecycle.draining():  # shutting down: no new replies here
@@ -162,6 +171,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
         store = import_module(settings.SESSION_ENGINE).SessionStore(self.scope["session"].session_key)
         return (await get_user({"session": store})).pk == user.pk
+
+    async def refuse_reader(self) -> None:
+        """A reader's every action: refused (closed, if they may not even read it any more)."""
+        if not await self.still_reads():
+            return
+        await self.send(text_data=frames.notice(access.READ_ONLY))
+
+    async def still_reads(self) -> bool:
+        """Asks the rule again; a socket it no longer lets read is told so, and closed."""
+        if await access.acan_read(self.scope["user"], self.conversation.id):
+            return True
+        hub.leave(self.conversation.id, self)  # not one more frame of it
+        await self.channel_layer.group_discard(hub.conversation_group(self.conversation.id), self.channel_name)
+        await self.send(text_data=access.revoked_frame())
+        await self.close(code=CLOSE_FORBIDDEN)
+        return False
+
+    async def sharing_changed(self, event):
+        await self.still_reads()
 
     async def user_deactivated(self, event):
         await self.send(text_data=frames.notice(DEACTIVATED))

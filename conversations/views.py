@@ -52,9 +52,10 @@ def index(request):
 
 @require_POST
 def new_chat(request):
-    # An untouched new chat is reused rather than piling up empty ones.
+    # An untouched new chat is reused rather than piling up empty ones (not one that is shared:
+    # what is written in a new chat is nobody else's business).
     defaults = Preferences.new_chat_defaults(request.user)
-    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None).first()
+    conversation = Conversation.objects.filter(owner=request.user, archived=False, messages=None, share=None).first()
     if conversation is None:
         conversation = Conversation.objects.create(owner=request.user, **defaults)
     else:  # starts afresh, with the member's defaults as they are now (and no chat settings)
@@ -67,22 +68,30 @@ def new_chat(request):
 
 @require_GET
 def conversation(request, pk: int):
-    conversation = get_object_or_404(Conversation.objects.select_related("model__provider", "template"), pk=pk, owner=request.user)
+    """One's own conversation, or one shared with one (conversations.sharing): read-only, drawn
+    without the message box."""
+    conversation = get_object_or_404(Conversation.objects.readable_by(request.user)
+                                     .select_related("model__provider", "template", "owner", "share"), pk=pk)
+    reading = conversation.owner_id != request.user.pk
     conversation.messages.mark_stale_interrupted()
     before = int_param(request, "before")
     # A search result (?around=<id>) opens the branch that holds it, a few messages above it when
     # it is further back than the latest page (the template marks it by its #msg-<id> anchor).
-    shown = tree.page(conversation, size=tree.PAGE_MESSAGES, before=before, around=int_param(request, "around"),
+    # A reader shows the owner's branch: they never move it.
+    shown = tree.page(conversation, size=tree.PAGE_MESSAGES, before=before,
+                      around=None if reading else int_param(request, "around"),
                       around_context=AROUND_CONTEXT, around_limit=AROUND_LIMIT)
     context = {"conversation": conversation, "messages": shown.messages, "has_earlier": shown.has_earlier}
     if request.htmx and before is not None:
         return render(request, "conversations/conversation.html#earlier", context)
+    # The websocket asks for what changed after this render when it (re)connects.
+    context["since"] = f"{time.time() - 1:.3f}"
+    if reading:
+        return render(request, "conversations/read_only.html", context)
     context |= {
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
         "chat_settings": chatsettings.shown(conversation),
-        # The websocket asks for what changed after this render when it (re)connects.
-        "since": f"{time.time() - 1:.3f}",
     }
     return render(request, "conversations/conversation.html", context)
 

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message, Model, Preferences
+from conversations.sharing import actions as sharing
 from tests.conftest import BROWSER_TIMEOUT_MS, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -260,7 +261,7 @@ def serious_violations(page) -> list[str]:
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_no_serious_accessibility_violation_on_any_page(browser, site_server, alice, provider, theme, viewport):
+def test_no_serious_accessibility_violation_on_any_page(browser, site_server, alice, bob, provider, theme, viewport):
     Preferences.objects.create(user=alice, theme=theme)
     conversation = chat_with(alice, *[(f"question {i}", "answer\n\n" * 6) for i in range(6)], ("show me a table", "x"),
                              model="markdown", title="Tables")
@@ -272,6 +273,11 @@ def test_no_serious_accessibility_violation_on_any_page(browser, site_server, al
     reply.save()
     conversation.messages.create(role="user", content="and another", status="complete")
     conversation.messages.create(role="assistant", content="Echo: and", status="error", error="The upstream failed.", model="echo")
+    put_away = chat_with(alice, ("an old question", "an old answer"), title="Put away")
+    Conversation.objects.filter(pk=put_away.pk).update(archived=True)
+    # Shared with bob: what he sees of it, and his Shared with me.
+    Preferences.objects.create(user=bob, theme=theme)
+    sharing.share(conversation, everyone=False, users=[bob], groups=[])
     context = browser.new_context(viewport=viewport)
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
@@ -282,12 +288,14 @@ def test_no_serious_accessibility_violation_on_any_page(browser, site_server, al
         "search": "/search/?q=table",
         "settings": "/settings/",
         "api keys": "/settings/keys/",
+        "archived": "/archived/",
     }
     found = {}
-    for name, url in pages.items():
+
+    def visit(page, name: str, url: str) -> None:
         page.goto(site_server.url + url)
         expect(page.locator("html")).to_have_attribute("data-theme", theme)
-        if name == "chat":
+        if "chat" in name:
             page.wait_for_function(WS_OPEN)
             page.locator("#messages").evaluate("el => el.scrollTop = 0")
             expect(page.get_by_role("button", name="Jump to latest")).to_be_visible()
@@ -298,6 +306,21 @@ def test_no_serious_accessibility_violation_on_any_page(browser, site_server, al
             page.get_by_role("button", name="Menu").click()
             page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left >= 0")
             found[f"{name}, drawer open"] = serious_violations(page)
+
+    for name, url in pages.items():
+        visit(page, name, url)
+    # The Share panel, open.
+    page.goto(f"{site_server.url}/c/{conversation.id}/")
+    page.locator("#chat-header").get_by_role("button", name="Share").click()
+    expect(page.get_by_label("Everyone in the team")).to_be_visible()
+    found["share panel"] = serious_violations(page)
+    reader = context.browser.new_context(viewport=viewport)
+    reader.set_default_timeout(BROWSER_TIMEOUT_MS)
+    bob_page = reader.new_page()
+    log_in(bob_page, site_server.url, "bob", "bob-password")
+    visit(bob_page, "shared with me", "/shared/")
+    visit(bob_page, "shared chat, as its reader", f"/c/{conversation.id}/")
+    reader.close()
     # The sidebar's search as you type, open.
     page.goto(site_server.url + "/")
     if viewport is PHONE:

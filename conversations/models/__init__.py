@@ -2,6 +2,7 @@ from conversations.models.chat import Conversation, Message
 from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTemplate, UsageRecord
 from conversations.models.preferences import Preferences
 from conversations.models.providers import Model, Provider
+from conversations.models.sharing import Share
 
 __all__ = [
     "ApiKey",
@@ -13,5 +14,6 @@ __all__ = [
     "Profile",
     "PromptTemplate",
     "Provider",
+    "Share",
     "UsageRecord",
 ]

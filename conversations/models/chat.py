@@ -9,6 +9,27 @@ from django.db import models
 from django.utils import timezone
 
 
+class ConversationQuerySet(models.QuerySet):
+    def readable_by(self, user):
+        """The conversations `user` may read: THE rule, for every door (the page and its
+        fragments, exports, attachments, the websocket). Their own, and those shared with them
+        (conversations.sharing): with everyone in the team, with them by name, or with a group of
+        theirs. Nobody logged out or deactivated reads anything. Reading is all a share gives:
+        everything else (writing, renaming, sharing, deleting...) stays with the owner."""
+        if not (user is not None and user.is_authenticated and user.is_active):
+            return self.none()
+        from conversations.models.sharing import Share
+
+        shared = Share.objects.filter(
+            models.Q(everyone=True) | models.Q(users=user) | models.Q(groups__user=user)
+        ).values("conversation_id")
+        return self.filter(models.Q(owner=user) | models.Q(pk__in=shared))
+
+    def shared_with(self, user):
+        """Those shared with `user` by someone else (Shared with me)."""
+        return self.readable_by(user).exclude(owner=user)
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -39,6 +60,8 @@ class Conversation(models.Model):
     title_set_by_member = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at", "-id"]

@@ -20,7 +20,8 @@ FORMATS = {"md": ("text/markdown; charset=utf-8", export.as_markdown),
 def export_conversation(request, pk: int, fmt: str):
     if fmt not in FORMATS:
         raise Http404("Export as md or json.")
-    conversation = get_object_or_404(Conversation.objects.select_related("model"), pk=pk, owner=request.user)
+    # Its owner, and those it is shared with (conversations.sharing).
+    conversation = get_object_or_404(Conversation.objects.readable_by(request.user).select_related("model"), pk=pk)
     content_type, write = FORMATS[fmt]
     response = HttpResponse(write(conversation), content_type=content_type)
     name = slugify(conversation.title)[:60] or f"conversation-{conversation.pk}"
