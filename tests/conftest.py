@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,15 +9,11 @@ from django.contrib.auth import get_user_model
 from conversations import middleware, throttle
 from conversations.gateway import usage
 from conversations.models import ApiKey, Conversation, Model, Provider
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.live import Server
 from tests.upstream import MODELS, Upstream
 
 REDIS = bool(os.environ.get("REDIS_URL"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Flags for a root, sandboxless, offline machine (see the env notes): no background networking.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 BROWSER_TIMEOUT_MS = 30_000
 
 
