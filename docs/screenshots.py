@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx2 as httpx
@@ -127,13 +128,13 @@ def demo_content(base_url: str) -> int:
     from django.utils import timezone
 
     from conversations.chat import tree
-    from conversations.models import Conversation, Message, Model, Provider
+    from conversations.models import Conversation, Message, Model, Provider, UsageRecord
 
     user = get_user_model().objects.create_superuser(USERNAME, "sam@example.com", PASSWORD)
     provider = Provider(name="demo", base_url=base_url)
     provider.save()
     model = Model.objects.create(provider=provider, upstream_id="slow", name="demo-model", display_name="Demo model",
-                                 input_price="0.15", output_price="0.60", context_window=128_000)
+                                 input_price=Decimal("0.15"), output_price=Decimal("0.60"), context_window=128_000)
     now = timezone.now()
     for title, question, days, pinned in OTHER_CONVERSATIONS:
         other = Conversation.objects.create(owner=user, title=title, model=model, pinned=pinned, title_set_by_member=True)
@@ -142,7 +143,11 @@ def demo_content(base_url: str) -> int:
     chat = Conversation.objects.create(owner=user, title="Lists or tuples in Python?", model=model, title_set_by_member=True)
     question = tree.add(chat, None, role="user", content="When should I use a tuple instead of a list in Python?")
     tree.add(chat, question.id, role="assistant", content=FIRST_REPLY, model=model.name)
-    tree.add(chat, question.id, role="assistant", content=SECOND_REPLY, model=model.name)  # Regenerate: version 2
+    # Regenerate wrote version 2, with its usage record (the line under the reply).
+    tree.add(chat, question.id, role="assistant", content=SECOND_REPLY, model=model.name, request_id="demo-1")
+    UsageRecord.objects.create(request_id="demo-1", source="chat", user=user, model=model, provider=provider,
+                               model_name=model.name, prompt_tokens=31, completion_tokens=142, ttft_ms=212,
+                               duration_ms=4950, cost=model.cost(31, 142))
     return chat.pk
 
 
@@ -162,10 +167,12 @@ def shoot(url: str, username: str, password: str, path: str | None, ask: bool) -
     expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        sizes = {"desktop-light": ({"width": 1280, "height": 800}, "light"),
-                 "desktop-dark": ({"width": 1280, "height": 800}, "dark"),
-                 "phone": ({"width": 390, "height": 844}, "light")}
-        for name, (viewport, scheme) in sizes.items():
+        # name: viewport, colour scheme, whether to ask the demo question first (once, on the
+        # site of its own: the pictures after it show its streamed reply)
+        pictures = {"desktop-light": ({"width": 1280, "height": 800}, "light", False),
+                    "desktop-dark": ({"width": 1280, "height": 800}, "dark", ask),
+                    "phone": ({"width": 390, "height": 844}, "light", False)}
+        for name, (viewport, scheme, asking) in pictures.items():
             context = browser.new_context(viewport=viewport, color_scheme=scheme, device_scale_factor=1)
             page = context.new_page()
             log_in(page, url, username, password)
@@ -173,19 +180,20 @@ def shoot(url: str, username: str, password: str, path: str | None, ask: bool) -
                 page.goto(f"{url}{path}")
             else:  # the first in the list
                 page.goto(url + page.locator("#conversation-list .conversation-item > a").first.get_attribute("href"))
-            if ask:
+            expect(page.locator(".message").last).to_be_visible()
+            if asking:
                 page.get_by_label("Message").fill(QUESTION)
                 page.get_by_role("button", name="Send").click()
-                expect(page.locator(".message.assistant.complete .stats").last).to_be_visible()
-                ask = False  # once: the other pictures show the same conversation
+                expect(page.locator(".message.assistant").last.locator(".stats")).to_be_visible()  # written
+                expect(page.get_by_role("button", name="Send")).to_be_visible()
+                page.locator(".message.assistant").last.scroll_into_view_if_needed()
             if name == "phone":
                 page.get_by_role("button", name="Menu").click()
                 expect(page.locator("#layout.drawer-open")).to_be_visible()
                 page.wait_for_timeout(400)  # the drawer's slide (0.2 s)
-            else:
-                page.locator(".message.assistant").last.scroll_into_view_if_needed()
-            page.screenshot(path=DOCS / f"screenshot-{name}.png")
-            print(f"docs/screenshot-{name}.png: {(DOCS / f'screenshot-{name}.png').stat().st_size:,} bytes")
+            file = DOCS / f"screenshot-{name}.png"
+            page.screenshot(path=file)
+            print(f"docs/{file.name}: {file.stat().st_size:,} bytes")
             context.close()
         browser.close()
 
