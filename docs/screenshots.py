@@ -32,7 +32,7 @@ import httpx2 as httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: E402
 from tests.upstream import Upstream, last_user_text  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -151,15 +151,7 @@ def demo_content(base_url: str) -> int:
     return chat.pk
 
 
-def log_in(page, url: str, username: str, password: str) -> None:
-    page.goto(f"{url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{url}/")
-
-
-def shoot(url: str, username: str, password: str, path: str | None, ask: bool) -> None:
+def shoot(url: str, username: str, password: str, path: str | None, ask: bool, out: Path = DOCS) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     if not CHROMIUM:
@@ -191,9 +183,9 @@ def shoot(url: str, username: str, password: str, path: str | None, ask: bool) -
                 page.get_by_role("button", name="Menu").click()
                 expect(page.locator("#layout.drawer-open")).to_be_visible()
                 page.wait_for_timeout(400)  # the drawer's slide (0.2 s)
-            file = DOCS / f"screenshot-{name}.png"
+            file = out / f"screenshot-{name}.png"
             page.screenshot(path=file)
-            print(f"docs/{file.name}: {file.stat().st_size:,} bytes")
+            print(f"{file}: {file.stat().st_size:,} bytes")
             context.close()
         browser.close()
 
@@ -203,15 +195,16 @@ def main() -> None:
     parser.add_argument("--url", help="a running site (default: start one with demo content)")
     parser.add_argument("--username", default=USERNAME)
     parser.add_argument("--password", default=PASSWORD)
-    parser.add_argument("--path", help="the page to show, e.g. /c/12/ (default: the newest conversation)")
+    parser.add_argument("--path", help="the page to show, e.g. /c/12/ (default: the first conversation listed)")
+    parser.add_argument("--out", type=Path, default=DOCS, help="the folder to write them in (default: docs/)")
     args = parser.parse_args()
     if args.url:
-        shoot(args.url.rstrip("/"), args.username, args.password, args.path, ask=False)
+        shoot(args.url.rstrip("/"), args.username, args.password, args.path, ask=False, out=args.out)
         return
     with tempfile.TemporaryDirectory(prefix="chatsite-screenshots-") as folder:
         url, process, upstream, conversation_id = own_site(Path(folder))
         try:
-            shoot(url, USERNAME, PASSWORD, args.path or f"/c/{conversation_id}/", ask=True)
+            shoot(url, USERNAME, PASSWORD, args.path or f"/c/{conversation_id}/", ask=True, out=args.out)
         finally:
             process.terminate()
             process.wait(10)

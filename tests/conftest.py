@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from conversations import middleware, throttle
 from conversations.gateway import usage
 from conversations.models import ApiKey, Conversation, Model, Provider
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: F401 - log_in: the browser tests take it from here
 from tests.live import Server
 from tests.upstream import MODELS, Upstream
 
@@ -160,14 +160,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def log_in(page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base_url}/")
 
 
 # -- CI: a whole part of the suite skipped is a failure, not a pass
