@@ -36,8 +36,10 @@ def test_import_conversations_from_settings(page, site_server, alice, provider):
     expect(page.locator("#your-data").get_by_role("status")).to_have_text("Imported 1 conversation (4 messages).")
     imported = Conversation.objects.get(owner=alice)
 
-    # It is in the list, and opens on the branch ChatGPT was showing, its other version a click away.
-    page.get_by_role("link", name="Weekend plans").click()
+    # It is in the list, and the report's link opens it on the branch ChatGPT was showing, its
+    # other version a click away.
+    expect(page.locator(f"#conversation-link-{imported.pk}")).to_have_text("Weekend plans")
+    page.locator("#your-data").get_by_role("link", name="Weekend plans").click()
     expect(page.locator(".message.assistant").last).to_contain_text("Bike, then swim.")
     expect(page.locator(".version-count").last).to_have_text("2 / 2")
     page.get_by_role("button", name="Previous version").last.click()

@@ -294,6 +294,8 @@ def test_export_all_data_is_a_zip_of_ones_own_conversations(client, alice, bob, 
     status, html = upload(client, zip_bytes(client), "export.zip")
     assert status == 200 and "Imported 2 conversations (9 messages)." in html
     assert Conversation.objects.filter(owner=alice).count() == 4
+    for copy in Conversation.objects.filter(owner=alice).exclude(pk__in=[conversation.pk, other.pk]):
+        assert f'<li><a href="/c/{copy.pk}/">{copy.title}</a></li>' in html  # each one, to open it
 
 
 def test_export_all_takes_the_same_queries_however_many_conversations(client, alice, provider):

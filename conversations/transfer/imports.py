@@ -261,6 +261,13 @@ def _time(value) -> datetime | None:
 class Report:
     conversations: int
     messages: int
+    imported: list[Conversation] = field(default_factory=list)  # the first few, to open them
+
+    SHOWN = 20
+
+    @property
+    def more(self) -> int:
+        return self.conversations - len(self.imported)
 
     def __str__(self) -> str:
         c, m = self.conversations, self.messages
@@ -274,7 +281,7 @@ def save(user, parsed: list[Parsed]) -> Report:
         if bad:
             raise BadImport(f"Conversation {number} has messages of an unknown role ({', '.join(sorted(bad))}): nothing was imported.")
     models = {m.name: m for m in Model.objects.usable_by(user)}
-    count = 0
+    count, imported = 0, []
     with transaction.atomic():
         for number, p in enumerate(parsed, 1):
             title = first_words(p.title) or (first_words(p.messages[0].content) if p.messages else "Imported chat")
@@ -285,11 +292,13 @@ def save(user, parsed: list[Parsed]) -> Report:
                 raise BadImport(f"Conversation {number} in that file cannot be read ({'; '.join(exc.messages)}): nothing was imported.") from exc
             conversation.save()
             _plant(conversation, p)
+            if len(imported) < Report.SHOWN:
+                imported.append(conversation)
             count += len(p.messages)
             dates = {"created_at": p.created_at, "updated_at": p.updated_at}
             if dates := {name: moment for name, moment in dates.items() if moment}:  # it keeps its place in the list's days
                 Conversation.objects.filter(pk=conversation.pk).update(**dates)
-    return Report(len(parsed), count)
+    return Report(len(parsed), count, imported)
 
 
 def _settle(conversation: Conversation, settings: dict, models: dict[str, Model]) -> None:
