@@ -189,7 +189,8 @@ def _open_webui(item: dict) -> Parsed:
     history = chat.get("history") or {}
     nodes, previous = {}, None
     if history.get("messages"):
-        entries = [(str(key), m.get("parentId"), m.get("childrenIds"), m) for key, m in history["messages"].items()]
+        entries = [(str(key), None if m.get("parentId") is None else str(m["parentId"]), m.get("childrenIds"), m)
+                   for key, m in history["messages"].items()]
     else:  # an old export: the shown branch as a list
         entries = []
         for number, m in enumerate(chat.get("messages") or []):
@@ -221,7 +222,7 @@ def _tree(nodes: dict[str, tuple[str | None, list | None, Node | None]], current
     for parent, keys in children.items():
         order = (nodes[parent][1] or []) if parent is not None else []
         if isinstance(order, list) and order:
-            rank = {key: at for at, key in enumerate(order)}
+            rank = {str(key): at for at, key in enumerate(order)}
             keys.sort(key=lambda k: rank.get(k, len(rank)))
     messages: list[Node] = []
     kept_at: dict[str, str | None] = {}  # each key -> the nearest kept message at or above it
