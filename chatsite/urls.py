@@ -31,6 +31,7 @@ urlpatterns = [
     path("local-model/notice/", local_model.notice, name="local_model_notice"),
     path("local-model/<int:pk>/label/", local_model.label, name="local_model_label"),
     path("settings/", settings_page.settings_page, name="settings"),
+    path("settings/export.zip", transfer.export_all, name="export_all"),
     path("settings/keys/", account.api_keys, name="api_keys"),
     path("settings/keys/<int:pk>/revoke/", account.revoke_api_key, name="revoke_api_key"),
     path("healthz", health.healthz, name="healthz"),

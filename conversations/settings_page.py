@@ -1,5 +1,5 @@
 """The member's settings page, /settings/: their preferences (the theme, what a new chat starts
-with), and the way to their API keys. Each part of the page is a section of templates/conversations/settings.html."""
+with), the way to their API keys, and their data (export all, import: conversations.transfer). Each part of the page is a section of templates/conversations/settings.html."""
 
 from __future__ import annotations
 
@@ -25,13 +25,22 @@ class PreferencesForm(forms.ModelForm):
 
 
 def settings_page(request):
-    preferences = Preferences.objects.filter(user=request.user).first() or Preferences(user=request.user)
-    form = PreferencesForm(request.POST or None, instance=preferences, user=request.user)
+    form = _form(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Settings saved.")
         return redirect("settings")
-    return render(request, "conversations/settings.html", {"form": form}, status=400 if form.errors else 200)
+    return render_page(request, form, status=400 if form.errors else 200)
+
+
+def render_page(request, form: PreferencesForm | None = None, status: int = 200, **context):
+    """The page; other parts' views (the import) answer with it and their own `context`."""
+    return render(request, "conversations/settings.html", {"form": form if form is not None else _form(request), **context}, status=status)
+
+
+def _form(request, data=None) -> PreferencesForm:
+    preferences = Preferences.objects.filter(user=request.user).first() or Preferences(user=request.user)
+    return PreferencesForm(data, instance=preferences, user=request.user)
 
 
 def theme(request) -> dict[str, str]:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,15 +9,11 @@ from django.contrib.auth import get_user_model
 from conversations import middleware, throttle
 from conversations.gateway import usage
 from conversations.models import ApiKey, Conversation, Model, Provider
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, log_in  # noqa: F401 - log_in: the browser tests take it from here
 from tests.live import Server
 from tests.upstream import MODELS, Upstream
 
 REDIS = bool(os.environ.get("REDIS_URL"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Flags for a root, sandboxless, offline machine (see the env notes): no background networking.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 BROWSER_TIMEOUT_MS = 30_000
 
 
@@ -165,14 +160,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def log_in(page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base_url}/")
 
 
 # -- CI: a whole part of the suite skipped is a failure, not a pass

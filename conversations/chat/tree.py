@@ -92,14 +92,28 @@ aadd = database_sync_to_async(add)
 def chain(conversation: Conversation, messages: list[Message], parent_id: int | None = None) -> list[Message]:
     """Insert `messages` (unsaved) in bulk as one chain under `parent_id`, and show the branch
     they end (bulk_create does not call save(), which places a message one at a time)."""
+    return plant(conversation, messages, [i - 1 if i else None for i in range(len(messages))], under=parent_id)
+
+
+def plant(conversation: Conversation, messages: list[Message], parents: list[int | None], leaf: int | None = None,
+          *, under: int | None = None) -> list[Message]:
+    """Insert `messages` (unsaved) in bulk as a tree: `parents[i]` is the position in `messages`
+    of message i's parent (an earlier one), None for a first message (placed under `under`).
+    The branch shown is the one through `leaf` (a position; default the last message), down to
+    its tip. Siblings keep their order (the versions' "1 / 2") from their order in `messages`."""
     for message in messages:
         message.conversation = conversation
     created = Message.objects.bulk_create(messages)
-    for message in created:
-        message.parent_id, parent_id = parent_id, message.pk
+    for message, parent in zip(created, parents, strict=True):
+        message.parent_id = under if parent is None else created[parent].pk
     Message.objects.bulk_update(created, ["parent"], batch_size=500)
-    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=parent_id)
-    conversation.current_leaf_id = parent_id
+    if created:
+        shape = Tree([(m.pk, m.parent_id) for m in created])
+        tip = shape.tip(created[-1 if leaf is None else leaf].pk)
+    else:
+        tip = under
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=tip)
+    conversation.current_leaf_id = tip
     return created
 
 
