@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from conversations import account, health, settings_page, views
 from conversations.api import views as api
+from conversations.attachments import views as attachments
 from conversations.library import views as library
 from conversations.local import views as local_model
 from conversations.observability.metrics import metrics_view
@@ -16,6 +17,9 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.delete_conversation, name="delete_conversation"),
     path("c/<int:pk>/rename/", library.rename_conversation, name="rename_conversation"),
     path("c/<int:pk>/organise/", library.organise_conversation, name="organise_conversation"),
+    path("c/<int:pk>/attachments/", attachments.upload, name="upload_attachments"),
+    path("attachments/<int:pk>/", attachments.attachment, name="attachment"),
+    path("attachments/<int:pk>/thumbnail/", attachments.thumbnail, name="attachment_thumbnail"),
     path("conversations/", library.conversation_list, name="conversation_list"),
     path("archived/", library.archived, name="archived"),
     path("c/<int:pk>/export.<str:fmt>", transfer.export_conversation, name="export_conversation"),

@@ -3,7 +3,9 @@ message, show another version (the branches themselves: conversations.chat.tree)
 
 from __future__ import annotations
 
-from conversations.chat import frames, hub, tree
+from conversations.attachments import store, upstream
+from conversations.attachments.files import AttachmentError
+from conversations.chat import frames, history, hub, tree
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
@@ -18,11 +20,16 @@ class ChatError(Exception):
 
 
 async def send_message(user, conversation: Conversation, text: str, model_name: str | None,
-                       template: str | None = None) -> Reply:
+                       template: str | None = None, attachments=None) -> Reply:
+    """`attachments`: the ids of the files attached in the message box (conversations.attachments)."""
     text = _checked(text)
     caller = await _ready(user, conversation, model_name)
     await _choose_template(conversation, template)
+    files = await _attachments(user, conversation, attachments)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
+    if files:
+        cuts = upstream.cut_to_fit(files, history.room_for(conversation, text))
+        user_message.attachment_list = await store.aattach(files, user_message, cuts)
     if not await conversation.messages.exclude(pk=user_message.pk).aexists():
         await titles.name_from_question(conversation, text)
     await conversation.asave(update_fields=["model", "template", "updated_at"])
@@ -72,6 +79,18 @@ def _checked(text: str) -> str:
     if len(text) > MAX_MESSAGE_CHARS:
         raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
     return text
+
+
+async def _attachments(user, conversation: Conversation, attached) -> list:
+    """The files attached to a message about to be sent, if its model can take them."""
+    try:
+        files = await store.aclaim(user, conversation, attached)
+    except AttachmentError as exc:
+        raise ChatError(str(exc)) from exc
+    if upstream.images_of(files) and not conversation.model.supports_vision:
+        raise ChatError(f"{conversation.model.label} cannot see images: choose a model that supports vision, "
+                        "or remove the images.")
+    return files
 
 
 async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:

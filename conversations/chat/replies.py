@@ -111,7 +111,8 @@ class Reply:
 
     async def _generate(self) -> None:
         model = self.conversation.model
-        messages = await messages_for_reply(self.conversation, self.message, model.context_window)
+        messages = await messages_for_reply(self.conversation, self.message, model.context_window,
+                                            vision=model.supports_vision)
         body = {"model": model.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
         if self.conversation.template_id:
             body["template"] = str(await PromptTemplate.objects.filter(pk=self.conversation.template_id)

@@ -1,3 +1,4 @@
+from conversations.models.attachments import Attachment
 from conversations.models.chat import Conversation, Message
 from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTemplate, UsageRecord
 from conversations.models.preferences import Preferences
@@ -5,6 +6,7 @@ from conversations.models.providers import Model, Provider
 
 __all__ = [
     "ApiKey",
+    "Attachment",
     "AuditLog",
     "Conversation",
     "Message",
