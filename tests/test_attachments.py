@@ -310,3 +310,30 @@ async def test_a_long_document_is_cut_to_fit_the_context_window_and_says_so(asyn
     page = (await async_client.get(f"/c/{conversation.id}/")).content.decode()
     assert f"<p class=\"attachment-note\">manual.txt: {note.replace(chr(39), '&#x27;')}</p>" in page
     assert f'<a class="file-chip" href="/attachments/{manual.id}/">manual.txt</a>' in page
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_edited_message_keeps_its_files_which_go_with_the_last_copy(alice, conversation, upstream):
+    await Model.objects.filter(name="echo").aupdate(supports_vision=True)
+    image = await database_sync_to_async(stored)(alice, conversation, "cat.png", image_bytes("PNG"))
+    await send_and_read(alice, conversation, "what is this?", [image.id])
+    original = await Message.objects.aget(role="user")
+
+    tab = Tab(alice, conversation.id)
+    assert await tab.connect()
+    await tab.send(action="edit", message_id=original.id, message="and now?")
+    frames = await tab.read_reply()
+    await tab.close()
+    edited = await Message.objects.filter(role="user").alatest("id")
+    copy = await Attachment.objects.aget(message=edited)
+    assert (copy.file, copy.thumbnail, copy.name) == (image.file, image.thumbnail, "cat.png")
+    assert any(f'id="msg-{edited.id}"' in f and f'src="/attachments/{copy.id}/thumbnail/"' in f for f in frames)
+    content = upstream.requests_for("echo")[-1]["body"]["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "and now?"} and content[1]["type"] == "image_url"
+
+    # One version deleted: the files stay for the other; the last one takes them.
+    await image.adelete()
+    assert await database_sync_to_async(store.storage().exists)(image.file)
+    await copy.adelete()
+    assert not await database_sync_to_async(store.storage().exists)(image.file)
+    assert not await database_sync_to_async(store.storage().exists)(image.thumbnail)

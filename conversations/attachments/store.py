@@ -2,8 +2,9 @@
 a folder under var/ by default, any Django storage backend by setting), the rows in the database.
 
 An upload is stored at once, as an attachment of its conversation with no message yet; sending the
-message claims it (`claim`, then `attach`). Deleting an attachment's row (with its message, its
-conversation or its owner) deletes its files once the deletion is committed.
+message claims it (`claim`, then `attach`); an edited version of a message gets copies (`copy`).
+Deleting an attachment's row (with its message, its conversation or its owner) deletes its files
+once the deletion is committed and no copy names them.
 """
 
 from __future__ import annotations
@@ -141,17 +142,32 @@ def read(name: str) -> bytes:
         return handle.read()
 
 
+def copy(message_id: int, message: Message) -> list[Attachment]:
+    """The attachments of one message, attached to another too (an edited version of it): the
+    same files, in rows of their own."""
+    originals = Attachment.objects.filter(message_id=message_id)
+    skipped = {"id", "message_id", "created_at"}
+    fields = [f.attname for f in Attachment._meta.concrete_fields if f.attname not in skipped]
+    return Attachment.objects.bulk_create(
+        [Attachment(message=message, **{name: getattr(a, name) for name in fields}) for a in originals])
+
+
+acopy = database_sync_to_async(copy)
+
+
 def _delete_files(sender, instance: Attachment, **kwargs) -> None:
-    names = [name for name in (instance.file, instance.thumbnail) if name]
-    transaction.on_commit(lambda: delete_files(names))
+    transaction.on_commit(lambda: delete_files(instance.file, instance.thumbnail))
 
 
-def delete_files(names: list[str]) -> None:
-    for name in names:
+def delete_files(name: str, thumbnail: str = "") -> None:
+    """An attachment's files, unless another row (a copy) still names them."""
+    if Attachment.objects.filter(file=name).exists():
+        return
+    for each in filter(None, (name, thumbnail)):
         try:
-            storage().delete(name)
-        except Exception:  # a file already gone, or the storage away: the row is gone anyway
-            log.warning("could not delete the attachment file %s", name, exc_info=True)
+            storage().delete(each)
+        except Exception:  # the storage away: the row is gone anyway, and the name is logged
+            log.warning("could not delete the attachment file %s", each, exc_info=True)
 
 
 def connect_signals() -> None:

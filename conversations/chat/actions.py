@@ -42,8 +42,13 @@ async def edit(user, conversation: Conversation, message_id, text: str) -> Reply
     text = _checked(text)
     original = await _message(conversation, message_id, Message.Role.USER, "Only your own messages can be edited.")
     caller = await _ready(user, conversation, None)
+    await store.alist_for([original])  # the new version keeps the original's files
+    if upstream.images_of(original.attachment_list) and not conversation.model.supports_vision:
+        raise ChatError(_no_vision(conversation.model))
     await conversation.asave(update_fields=["model", "updated_at"])
     edited = await tree.aadd(conversation, original.parent_id, role=Message.Role.USER, content=text)
+    if original.attachment_list:
+        await store.acopy(original.id, edited)
     return await _start_reply(caller, conversation, edited.id, branch=True)
 
 
@@ -88,9 +93,12 @@ async def _attachments(user, conversation: Conversation, attached) -> list:
     except AttachmentError as exc:
         raise ChatError(str(exc)) from exc
     if upstream.images_of(files) and not conversation.model.supports_vision:
-        raise ChatError(f"{conversation.model.label} cannot see images: choose a model that supports vision, "
-                        "or remove the images.")
+        raise ChatError(_no_vision(conversation.model))
     return files
+
+
+def _no_vision(model: Model) -> str:
+    return f"{model.label} cannot see images: choose a model that supports vision, or remove the images."
 
 
 async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:

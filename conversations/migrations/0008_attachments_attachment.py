@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ("name", models.CharField(max_length=255)),
                 ("content_type", models.CharField(max_length=100)),
                 ("size", models.PositiveBigIntegerField()),
-                ("file", models.CharField(max_length=255)),
+                ("file", models.CharField(db_index=True, max_length=255)),
                 ("thumbnail", models.CharField(blank=True, default="", max_length=255)),
                 ("width", models.PositiveIntegerField(blank=True, null=True)),
                 ("height", models.PositiveIntegerField(blank=True, null=True)),

@@ -22,7 +22,9 @@ class Attachment(models.Model):
     name = models.CharField(max_length=255)  # as uploaded, for the page and the fenced block
     content_type = models.CharField(max_length=100)  # from the content, not the name
     size = models.PositiveBigIntegerField()  # bytes, as uploaded
-    file = models.CharField(max_length=255)  # its name in the attachments storage
+    # Its name in the attachments storage; an edited message's copy shares its original's files,
+    # deleted with the last row naming them (indexed for that question).
+    file = models.CharField(max_length=255, db_index=True)
     thumbnail = models.CharField(max_length=255, blank=True, default="")  # images only
     width = models.PositiveIntegerField(null=True, blank=True)  # the stored image's (at most 2048)
     height = models.PositiveIntegerField(null=True, blank=True)
