@@ -20,6 +20,7 @@ urlpatterns = [
     path("c/<int:pk>/attachments/", attachments.upload, name="upload_attachments"),
     path("attachments/<int:pk>/", attachments.attachment, name="attachment"),
     path("attachments/<int:pk>/thumbnail/", attachments.thumbnail, name="attachment_thumbnail"),
+    path("attachments/<int:pk>/remove/", attachments.remove, name="remove_attachment"),
     path("conversations/", library.conversation_list, name="conversation_list"),
     path("archived/", library.archived, name="archived"),
     path("c/<int:pk>/export.<str:fmt>", transfer.export_conversation, name="export_conversation"),

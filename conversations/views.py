@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.attachments import store
 from conversations.chat import tree
 from conversations.local import views as local_views
 from conversations.models import Conversation, Model, Preferences, PromptTemplate
@@ -79,6 +80,7 @@ def conversation(request, pk: int):
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
         "presets": list(PromptTemplate.objects.only("name", "description")),
+        "attached": store.waiting(request.user, conversation),  # files in the message box, not sent yet
         # The websocket asks for what changed after this render when it (re)connects.
         "since": f"{time.time() - 1:.3f}",
     }

@@ -212,6 +212,26 @@ def test_files_are_served_to_their_owner_only(client, alice, bob, conversation):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_remove_takes_a_file_off_the_message_being_written(client, alice, bob, conversation):
+    kept = stored(alice, conversation, "kept.txt", b"kept")
+    dropped = stored(alice, conversation, "dropped.txt", b"dropped")
+    client.force_login(bob)
+    assert client.post(f"/attachments/{dropped.id}/remove/").status_code == 404
+    client.force_login(alice)
+    page = client.get(f"/c/{conversation.id}/").content.decode()
+    assert f'name="attachments" value="{kept.id}"' in page and f'name="attachments" value="{dropped.id}"' in page
+    assert client.post(f"/attachments/{dropped.id}/remove/").status_code == 200
+    assert not store.storage().exists(dropped.file) and store.storage().exists(kept.file)
+    page = client.get(f"/c/{conversation.id}/").content.decode()
+    assert f'name="attachments" value="{kept.id}"' in page and f'name="attachments" value="{dropped.id}"' not in page
+    # A file already sent is not the message box's to remove.
+    Attachment.objects.filter(pk=kept.pk).update(message=Message.objects.create(conversation=conversation, role="user", content="hi"))
+    assert client.post(f"/attachments/{kept.id}/remove/").status_code == 404
+    page = client.get(f"/c/{conversation.id}/").content.decode()
+    assert f'name="attachments" value="{kept.id}"' not in page and 'href="/attachments/' in page  # shown sent
+
+
+@pytest.mark.django_db(transaction=True)
 def test_deleting_a_conversation_deletes_its_files(client, alice, conversation):
     image = stored(alice, conversation, "cat.png", image_bytes("PNG"))
     names = [image.file, image.thumbnail]

@@ -75,8 +75,12 @@ def test_paste_and_drop_attach_files_and_a_bad_one_gets_an_error(page, site_serv
         "fake.png is not a PNG, JPEG, WebP or GIF image (read from its content, not its name).")
     expect(page.locator("#attachment-tray .attachment-chip")).to_have_count(2)
 
-    # Remove takes one off the message.
+    # Remove takes one off the message; what is left stays in the box over a reload.
     page.get_by_role("button", name="Remove tool.py").click()
+    expect(page.locator("#attachment-tray .attachment-chip")).to_have_count(1)
+    page.reload()
+    wait_for_socket(page)
+    expect(page.locator("#attachment-tray").get_by_role("img", name="pasted.png")).to_be_visible()
     expect(page.locator("#attachment-tray .attachment-chip")).to_have_count(1)
     send(page, "and this?", "echo")
     expect(page.locator(".message.assistant.complete")).to_contain_text("Echo: and this?")

@@ -79,6 +79,17 @@ def pending(owner, conversation: Conversation, attached):
     return Attachment.objects.filter(owner=owner, conversation=conversation, message=None, pk__in=ids(attached))
 
 
+def waiting(owner, conversation: Conversation) -> list[Attachment]:
+    """What the member attached here and has not sent yet (the message box shows it again)."""
+    return list(Attachment.objects.filter(owner=owner, conversation=conversation, message=None).defer("text"))
+
+
+def remove(owner, pk: int) -> bool:
+    """An attachment taken off the message being written (its files go with it)."""
+    deleted, _ = Attachment.objects.filter(owner=owner, pk=pk, message=None).delete()
+    return bool(deleted)
+
+
 def claim(owner, conversation: Conversation, attached) -> list[Attachment]:
     """The attachments a message is sent with, checked; raises AttachmentError."""
     wanted = set(ids(attached))

@@ -35,7 +35,7 @@ def cut_to_fit(attachments: list[Attachment], room_tokens: int | None) -> dict[i
     cuts = {}
     if room_tokens is None:
         return cuts
-    room = max(room_tokens, 0)
+    room = max(room_tokens - IMAGE_TOKENS * len(images_of(attachments)), 0)
     for attachment in attachments:
         if attachment.kind == Attachment.Kind.IMAGE:
             continue

@@ -21,6 +21,14 @@ def upload(request, pk: int):
     return render(request, "conversations/attachments.html#uploaded", {"added": added, "errors": errors})
 
 
+@require_POST
+def remove(request, pk: int):
+    """Remove: the file taken off the message being written (a sent one stays)."""
+    if not store.remove(request.user, pk):
+        raise Http404("No such attachment in your message box.")
+    return HttpResponse("")
+
+
 @require_GET
 def attachment(request, pk: int):
     """The file: an image shown in the browser, anything else downloaded."""

@@ -47,15 +47,10 @@
     }
   });
 
-  // Once uploaded, the picker is emptied (the same file can be picked again); Remove takes a
-  // file off the message.
+  // Once uploaded, the picker is emptied (the same file can be picked again).
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.detail.elt && event.detail.elt.matches && event.detail.elt.matches("input[data-attach]")) {
       event.detail.elt.value = "";
     }
-  });
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest && event.target.closest("[data-attachment-remove]");
-    if (button) button.closest(".attachment-chip").remove();
   });
 })();
