@@ -255,6 +255,21 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=20 * 1024 * 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=300.0)
 
+# -- Attachments (conversations/attachments; README, "Attachments"): kept through Django's storage
+# API in the storage named "attachments": a folder under var/ by default (ATTACHMENTS_DIR), or any
+# storage backend given as JSON in ATTACHMENTS_STORAGE, e.g. S3 through django-storages:
+# {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": "chatsite-files"}}.
+# They are only ever served through the site's own views, which check who may see them.
+ATTACHMENTS_DIR = Path(env.str("ATTACHMENTS_DIR", default=str(VAR_DIR / "attachments")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": env.json("ATTACHMENTS_STORAGE", default={}) or {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(ATTACHMENTS_DIR)},
+    },
+}
+
 # -- Logs: readable lines by default, one JSON object a line with LOG_FORMAT=json (python-json-logger).
 # One line per request and per reply (logger "chatsite.access", conversations/observability/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from conversations import account, health, settings_page, views
 from conversations.api import views as api
+from conversations.attachments import views as attachments
 from conversations.chatsettings import views as chat_settings
 from conversations.library import views as library
 from conversations.local import views as local_model
@@ -22,6 +23,10 @@ urlpatterns = [
     path("c/<int:pk>/share/", sharing.share_conversation, name="share_conversation"),
     path("c/<int:pk>/continue/", sharing.continue_conversation, name="continue_conversation"),
     path("shared/", sharing.shared_with_me, name="shared_with_me"),
+    path("c/<int:pk>/attachments/", attachments.upload, name="upload_attachments"),
+    path("attachments/<int:pk>/", attachments.attachment, name="attachment"),
+    path("attachments/<int:pk>/thumbnail/", attachments.thumbnail, name="attachment_thumbnail"),
+    path("attachments/<int:pk>/remove/", attachments.remove, name="remove_attachment"),
     path("conversations/", library.conversation_list, name="conversation_list"),
     path("archived/", library.archived, name="archived"),
     path("c/<int:pk>/export.<str:fmt>", transfer.export_conversation, name="export_conversation"),

@@ -9,11 +9,13 @@ class ConversationsConfig(AppConfig):
 
     def ready(self):
         from conversations import checks  # noqa: F401 - registers the start-up checks
+        from conversations.attachments import store
         from conversations.gateway import cache
         from conversations.local.provision import create_local_provider
         from conversations.sharing import signals  # noqa: F401 - a revoked reader's sockets close
 
         cache.connect_signals()  # an admin's change drops the gateway's cached keys and models
+        store.connect_signals()  # an attachment's files go with its row
 
         # The built-in provider "local" (the embedded model), when it is installed.
         post_migrate.connect(create_local_provider, sender=self, dispatch_uid="conversations.local.provision")

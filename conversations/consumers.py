@@ -34,6 +34,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from conversations import lifecycle
+from conversations.attachments import store as attachment_store
 from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
@@ -145,7 +146,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             if action == "send":
                 await actions.send_message(user, conversation, str(content.get("message") or ""),
-                                           content.get("model") or None, content.get("template"))
+                                           content.get("model") or None, content.get("template"),
+                                           content.get("attachments"))
             elif action == "stop":
                 await actions.stop(conversation)
             elif action == "regenerate":
@@ -241,6 +243,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             changed |= Q(updated_at__gte=since)
         rows = [m async for m in self.conversation.messages.filter(changed, pk__in=shape.path(leaf)).order_by("id")]
         await database_sync_to_async(tree.attach_usage)(shape.with_versions(rows))
+        await attachment_store.alist_for(rows)
         for message in rows:
             if message.status == Message.Status.STREAMING:
                 await self.catch_up_reply(message)

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.attachments import store
 from conversations.chat import tree
 from conversations.chatsettings import panel as chatsettings
 from conversations.local import views as local_views
@@ -92,6 +93,7 @@ def conversation(request, pk: int):
         "models": local_views.with_status(Model.objects.usable_by(request.user).select_related("provider")),
         "notice": local_views.notice_for(conversation.model),
         "chat_settings": chatsettings.shown(conversation),
+        "attached": store.waiting(request.user, conversation),  # files in the message box, not sent yet
     }
     return render(request, "conversations/conversation.html", context)
 

@@ -36,6 +36,15 @@ def _close_async_connections(django_db_setup, django_db_blocker):
         asyncio.run(sync_to_async(connections.close_all)())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _attachments_removed_at_the_end():
+    """The attachments a worker's tests stored (tests/settings.py gives each worker its folder)."""
+    yield
+    from django.conf import settings
+
+    shutil.rmtree(settings.ATTACHMENTS_DIR, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_state(upstream):
     """What a process remembers between requests starts empty in each test."""

@@ -39,3 +39,9 @@ CHAT_AUTO_TITLE = False
 
 # Servers started by the tests outlive each test's database flush (see tests/middleware.py).
 MIDDLEWARE = ["tests.middleware.fresh_content_types", *MIDDLEWARE]  # noqa: F405
+
+# Attachments of each worker (and of the servers it starts) in a folder of their own, removed at
+# the end of the run (tests/conftest.py).
+ATTACHMENTS_DIR = VAR_DIR / f"test-attachments-{RUN}-{WORKER}"
+STORAGES = {**STORAGES, "attachments": {"BACKEND": "django.core.files.storage.FileSystemStorage",  # noqa: F405
+                                        "OPTIONS": {"location": str(ATTACHMENTS_DIR)}}}

@@ -3,7 +3,9 @@ message, show another version (the branches themselves: conversations.chat.tree)
 
 from __future__ import annotations
 
-from conversations.chat import frames, hub, tree
+from conversations.attachments import store, upstream
+from conversations.attachments.files import AttachmentError
+from conversations.chat import frames, history, hub, tree
 from conversations.chat.replies import Reply, interrupt_stale, request_stop
 from conversations.chatsettings import panel as chatsettings
 from conversations.gateway import pipeline
@@ -19,11 +21,16 @@ class ChatError(Exception):
 
 
 async def send_message(user, conversation: Conversation, text: str, model_name: str | None,
-                       template: str | None = None) -> Reply:
+                       template: str | None = None, attachments=None) -> Reply:
+    """`attachments`: the ids of the files attached in the message box (conversations.attachments)."""
     text = _checked(text)
     caller = await _ready(user, conversation, model_name)
     await _choose_template(conversation, template)
+    files = await _attachments(user, conversation, attachments)
     user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
+    if files:
+        cuts = upstream.cut_to_fit(files, history.room_for(conversation, text))
+        user_message.attachment_list = await store.aattach(files, user_message, cuts)
     if not await conversation.messages.exclude(pk=user_message.pk).aexists():
         await titles.name_from_question(conversation, text)
     await conversation.asave(update_fields=["model", "template", "updated_at"])
@@ -36,8 +43,13 @@ async def edit(user, conversation: Conversation, message_id, text: str) -> Reply
     text = _checked(text)
     original = await _message(conversation, message_id, Message.Role.USER, "Only your own messages can be edited.")
     caller = await _ready(user, conversation, None)
+    await store.alist_for([original])  # the new version keeps the original's files
+    if upstream.images_of(original.attachment_list) and not conversation.model.supports_vision:
+        raise ChatError(_no_vision(conversation.model))
     await conversation.asave(update_fields=["model", "updated_at"])
     edited = await tree.aadd(conversation, original.parent_id, role=Message.Role.USER, content=text)
+    if original.attachment_list:
+        await store.acopy(original.id, edited)
     return await _start_reply(caller, conversation, edited.id, branch=True)
 
 
@@ -73,6 +85,21 @@ def _checked(text: str) -> str:
     if len(text) > MAX_MESSAGE_CHARS:
         raise ChatError(f"That message is too long ({len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}).")
     return text
+
+
+async def _attachments(user, conversation: Conversation, attached) -> list:
+    """The files attached to a message about to be sent, if its model can take them."""
+    try:
+        files = await store.aclaim(user, conversation, attached)
+    except AttachmentError as exc:
+        raise ChatError(str(exc)) from exc
+    if upstream.images_of(files) and not conversation.model.supports_vision:
+        raise ChatError(_no_vision(conversation.model))
+    return files
+
+
+def _no_vision(model: Model) -> str:
+    return f"{model.label} cannot see images: choose a model that supports vision, or remove the images."
 
 
 async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:

@@ -113,7 +113,8 @@ class Reply:
 
     async def _generate(self) -> None:
         model = self.conversation.model
-        messages = await messages_for_reply(self.conversation, self.message, model.context_window)
+        messages = await messages_for_reply(self.conversation, self.message, model.context_window,
+                                            vision=model.supports_vision)
         body = {"model": model.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True},
                 **await chatsettings.arequest_fields(self.conversation)}
         # Checked as a /v1 body is: the settings were when saved, and are again as they are now.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
+from conversations.attachments import store
 from conversations.models import Conversation, Message, UsageRecord
 
 PAGE_MESSAGES = 50  # a long conversation opens on its latest messages; earlier ones load on scroll
@@ -125,7 +126,7 @@ class Page:
 
 def page(conversation: Conversation, *, size: int, before: int | None = None, around: int | None = None,
          around_context: int = 10, around_limit: int = 500) -> Page:
-    """A page of the active path, rendered-ready (versions and usage attached): the latest `size`
+    """A page of the active path, rendered-ready (versions, usage and attachments attached): the latest `size`
     messages, or those before `before` (scrolling up), or from `around_context` messages above
     `around` (a search result: its branch becomes the one shown)."""
     tree = Tree.of(conversation.id)
@@ -142,6 +143,7 @@ def page(conversation: Conversation, *, size: int, before: int | None = None, ar
     rows = {m.id: m for m in Message.objects.filter(pk__in=ids)}
     messages = tree.with_versions([rows[pk] for pk in ids if pk in rows])
     attach_usage(messages)
+    store.list_for(messages)
     return Page(messages, has_earlier)
 
 

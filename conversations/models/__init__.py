@@ -1,3 +1,4 @@
+from conversations.models.attachments import Attachment
 from conversations.models.chat import Conversation, Message
 from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTemplate, UsageRecord
 from conversations.models.preferences import Preferences
@@ -6,6 +7,7 @@ from conversations.models.sharing import Share
 
 __all__ = [
     "ApiKey",
+    "Attachment",
     "AuditLog",
     "Conversation",
     "Message",

@@ -27,25 +27,30 @@
     if (list && stick) list.scrollTop = list.scrollHeight;
   });
 
-  // The message box empties once its message is on the wire, and gets the text back if the
-  // server refuses it: a refusal is a frame with a notice in it, an accepted message a frame
-  // that empties the notice. Nothing typed is lost.
-  var unconfirmed = null;
+  // The message box empties once its message is on the wire, and gets the text (and the files
+  // attached) back if the server refuses it: a refusal is a frame with a notice in it, an
+  // accepted message a frame that empties the notice. Nothing typed is lost.
+  var unconfirmed = null, unconfirmedFiles = [];
   document.addEventListener("htmx:wsAfterSend", function (event) {
     var form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("#composer");
     if (!form || event.detail.elt !== form) return;
-    var box = form.querySelector("textarea");
+    var box = form.querySelector("textarea"), tray = document.getElementById("attachment-tray");
     unconfirmed = box.value;
     box.value = "";
+    unconfirmedFiles = tray ? Array.prototype.slice.call(tray.children) : [];
+    unconfirmedFiles.forEach(function (chip) { chip.remove(); });
   });
   document.addEventListener("htmx:wsAfterMessage", function (event) {
     if (unconfirmed === null || String(event.detail.message).indexOf('id="composer-notice"') === -1) return;
     var notice = document.getElementById("composer-notice"), box = document.querySelector("#composer textarea");
+    var tray = document.getElementById("attachment-tray");
     if (notice && notice.textContent.trim() && box && !box.value) {
       box.value = unconfirmed;
       box.dispatchEvent(new Event("input", { bubbles: true }));  // the box grows to fit it again
+      if (tray && !tray.children.length) unconfirmedFiles.forEach(function (chip) { tray.appendChild(chip); });
     }
     unconfirmed = null;
+    unconfirmedFiles = [];
   });
 
   // Enter sends, Shift+Enter starts a new line.
