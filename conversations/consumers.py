@@ -19,17 +19,18 @@ import json
 import logging
 from datetime import UTC, datetime
 from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
-from channels.auth import get_user
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from conversations import lifecycle
+from conversations import connections, lifecycle
 from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
 from conversations.models import Conversation, Message
@@ -90,6 +91,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation: Conversation | None = None
 
     async def connect(self):
+        connections.check_on_next_use()
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -116,6 +118,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(user_group(self.scope["user"].pk), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        connections.check_on_next_use()  # a connection that died meanwhile is replaced, not reused
         try:
             content = parse_frame(text_data)
         except BadFrame as exc:
@@ -160,8 +163,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope["user"]
         if "session" not in self.scope:  # mounted without the session stack: the user's row
             return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
-        store = import_module(settings.SESSION_ENGINE).SessionStore(self.scope["session"].session_key)
-        return (await get_user({"session": store})).pk == user.pk
+        return await sync_to_async(_signed_in_user_id)(self.scope["session"].session_key) == user.pk
 
     async def user_deactivated(self, event):
         await self.send(text_data=frames.notice(DEACTIVATED))
@@ -212,7 +214,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if since:
             changed |= Q(updated_at__gte=since)
         rows = [m async for m in self.conversation.messages.filter(changed, pk__in=shape.path(leaf)).order_by("id")]
-        await database_sync_to_async(tree.attach_usage)(shape.with_versions(rows))
+        await sync_to_async(tree.attach_usage)(shape.with_versions(rows))
         for message in rows:
             if message.status == Message.Status.STREAMING:
                 await self.catch_up_reply(message)
@@ -232,6 +234,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT_SECONDS, self.waiting.pop, message.id, None)
         else:  # one process and no task: the process that wrote it is gone (every tab is told)
             await replies.interrupt(Message.objects.filter(pk=message.id))
+
+
+def _signed_in_user_id(session_key: str | None) -> int | None:
+    """Who that session signs in now, as a page request would find it (the session read afresh,
+    its hash checked against the member's password, the member active), in one hop."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return auth.get_user(SimpleNamespace(session=store)).pk
 
 
 def _since(scope) -> datetime | None:

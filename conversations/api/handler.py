@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
-import weakref
 
 from django.core.exceptions import RequestAborted, RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 from django.urls import set_script_prefix
 
+from conversations import connections
 from conversations.api.auth import error_response, unexpected_error_response
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import new_request_id
@@ -115,7 +112,7 @@ class APIHandler(ASGIHandler):
         """Django's ASGIHandler.handle less the signals and the close() hop, with the body read
         by the view (see above)."""
         set_script_prefix(get_script_prefix(scope))
-        check_connections_on_next_use()
+        connections.check_on_next_use()
         body = StreamedBody(receive, scope)
         request, _ = self.create_request(scope, io.BytesIO())
         if request is None:  # a query string that is not UTF-8
@@ -133,25 +130,3 @@ class APIHandler(ASGIHandler):
                 raise _Processed
         except* (_Processed, RequestAborted):
             pass
-
-
-# -- database connections, checked per request without a hop to their thread
-
-_connections: weakref.WeakSet = weakref.WeakSet()
-_connections_lock = threading.Lock()
-
-
-@receiver(connection_created, dispatch_uid="api-remember-connection")
-def _remember(sender, connection, **kwargs):
-    with _connections_lock:
-        _connections.add(connection)
-
-
-def check_connections_on_next_use() -> None:
-    """What Django's request_started does with close_old_connections(), less the hop: a flag on
-    each connection (read by the thread that owns it), so its next query runs a health check
-    (settings: CONN_HEALTH_CHECKS) and reconnects if the connection died."""
-    with _connections_lock:
-        connections = list(_connections)
-    for connection in connections:
-        connection.health_check_done = False
