@@ -23,6 +23,8 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -116,6 +118,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             hub.leave(self.conversation.id, self)
             await self.channel_layer.group_discard(hub.conversation_group(self.conversation.id), self.channel_name)
             await self.channel_layer.group_discard(user_group(self.scope["user"].pk), self.channel_name)
+
+    async def dispatch(self, message):
+        """As Channels' own, less the close_old_connections() it runs before every message: a hop
+        to the database thread that closed the connection the whole process shares, for each
+        frame a tab gets through the channel layer (conversations.connections: the connection is
+        kept, and checked on each action of a tab instead)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        """As Channels' own (this consumer has no `groups` of its own), less its
+        close_old_connections()."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         connections.check_on_next_use()  # a connection that died meanwhile is replaced, not reused

@@ -66,6 +66,7 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 FRAGMENT = re.compile(r'beforeend:#msg-\d+-text"')
 FINAL = re.compile(r'class="message assistant (\w+)"')
 NOTICE = re.compile(r'id="composer-notice"[^>]*>([^<]+)<')
+ERROR = re.compile(r'<p class="error"[^>]*>([^<]*)<')
 
 
 # -- processes, from /proc
@@ -275,7 +276,8 @@ async def chat(tab: Tab, start_at: float, model: str, seconds: float) -> None:
                         tab.ended = now
                         return
                     if status != "streaming":
-                        tab.error = f"reply {status}"
+                        said = ERROR.search(frame)
+                        tab.error = f"reply {status}" + (f": {said.group(1)[:60]}" if said else "")
                         return
             tab.error = "socket closed"
     except TimeoutError:

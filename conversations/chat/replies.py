@@ -266,9 +266,14 @@ async def interrupt_stale(conversation_id: int | None = None) -> list[int]:
 async def interrupt(messages, *, saved_before=None) -> list[int]:
     """These streaming messages, whose writer is gone: interrupted, and every tab told."""
     ids = await sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
+    await announce_interrupted(ids)
+    return ids
+
+
+async def announce_interrupted(ids: list[int]) -> None:
+    """Every tab on any process gets these interrupted replies, as they now are."""
     if not ids:
-        return ids
+        return
     async for message in Message.objects.filter(pk__in=ids):
         (await Tree.aof(message.conversation_id)).with_versions([message])  # its Previous/Next version
         await hub.publish(message.conversation_id, frames.message(message))
-    return ids
