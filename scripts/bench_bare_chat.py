@@ -82,4 +82,4 @@ if __name__ == "__main__":
     import uvicorn
 
     uvicorn.run(application, host="127.0.0.1", port=PORT, log_level="warning", loop="uvloop", http="httptools",
-                lifespan="off", backlog=4096)
+                lifespan="off", backlog=4096, ws_per_message_deflate=False)  # as manage.py serve
