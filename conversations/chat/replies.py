@@ -169,6 +169,7 @@ class Reply:
                 if event["type"] == "reply.stop":
                     self.stop()
                 elif event["type"] == "reply.snapshot":
+                    hub.heard_elsewhere(self.conversation.id)  # before the snapshot: no fragment missed
                     frame, seq = self.snapshot()
                     await layer.send(event["reply_channel"], {"type": "chat.snapshot", "message_id": self.message.id, "frame": frame, "seq": seq})
         finally:
