@@ -23,17 +23,20 @@ import json
 import logging
 from datetime import UTC, datetime
 from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
-from channels.auth import get_user
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
-from conversations import lifecycle
+from conversations import connections, lifecycle
 from conversations.attachments import store as attachment_store
 from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
@@ -96,6 +99,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation: Conversation | None = None
 
     async def connect(self):
+        await sync_to_async(connections.check_here)()  # in the database thread, which owns them
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -122,7 +126,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(hub.conversation_group(self.conversation.id), self.channel_name)
             await self.channel_layer.group_discard(user_group(self.scope["user"].pk), self.channel_name)
 
+    async def dispatch(self, message):
+        """As Channels' own, less the close_old_connections() it runs before every message: a hop
+        to the database thread that closed the connection the whole process shares, for each
+        frame a tab gets through the channel layer (conversations.connections: the connection is
+        kept, and checked on each action of a tab instead)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        """As Channels' own (this consumer has no `groups` of its own), less its
+        close_old_connections()."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        await sync_to_async(connections.check_here)()  # a connection that died meanwhile is replaced, not reused
         try:
             content = parse_frame(text_data)
         except BadFrame as exc:
@@ -171,8 +192,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope["user"]
         if "session" not in self.scope:  # mounted without the session stack: the user's row
             return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
-        store = import_module(settings.SESSION_ENGINE).SessionStore(self.scope["session"].session_key)
-        return (await get_user({"session": store})).pk == user.pk
+        return await sync_to_async(_signed_in_user_id)(self.scope["session"].session_key) == user.pk
 
     async def refuse_reader(self) -> None:
         """A reader's every action: refused (closed, if they may not even read it any more)."""
@@ -242,7 +262,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if since:
             changed |= Q(updated_at__gte=since)
         rows = [m async for m in self.conversation.messages.filter(changed, pk__in=shape.path(leaf)).order_by("id")]
-        await database_sync_to_async(tree.attach_usage)(shape.with_versions(rows))
+        await sync_to_async(tree.attach_usage)(shape.with_versions(rows))
         await attachment_store.alist_for(rows)
         for message in rows:
             if message.status == Message.Status.STREAMING:
@@ -263,6 +283,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT_SECONDS, self.waiting.pop, message.id, None)
         else:  # one process and no task: the process that wrote it is gone (every tab is told)
             await replies.interrupt(Message.objects.filter(pk=message.id))
+
+
+def _signed_in_user_id(session_key: str | None) -> int | None:
+    """Who that session signs in now, as a page request would find it (the session read afresh,
+    its hash checked against the member's password, the member active), in one hop."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return auth.get_user(SimpleNamespace(session=store)).pk
 
 
 def _since(scope) -> datetime | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 
@@ -33,6 +34,7 @@ from conversations.observability import metrics
 
 log = logging.getLogger("chatsite")
 
+SWITCH_INTERVAL_SECONDS = 0.0005
 RESTARTING = "This server is restarting: your message was not sent. Send it again in a moment."
 
 _started = False
@@ -45,6 +47,11 @@ def start() -> None:
     if _started:
         return
     _started = True
+    # Every query of the websockets and replies runs on one database thread, beside the event
+    # loop's: after each query it waits for the loop's thread to let go of the GIL, which by
+    # default happens every 5 ms, so a busy loop made every query of the chat cost 5 ms and a
+    # message's queries queue behind each other's (scripts/bench_capacity.py's profile).
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     sweeper.ensure_running()  # what an earlier run of the site left behind, at once
     local.start()
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_search.py sqlite --messages 200000
     .venv/bin/python scripts/bench_search.py postgres --messages 1000000
+    .venv/bin/python scripts/bench_search.py sqlite --messages 200000 --heavy-user   # one member, common words
 
 Builds the corpus once (in var/bench.sqlite3, or a `bench_search` PostgreSQL database on
 127.0.0.1; --database-url to choose another) and reuses it while the size matches; --fresh
@@ -83,7 +84,7 @@ class Words:
         self.english = head + tail_words
         self.english_weights = _zipf_cumulative(len(self.english))
         self.chinese_weights = _zipf_cumulative(len(CHINESE))
-        self.rare = self.english[len(head) + 5000]
+        self.rare = self.english[min(len(head) + 5000, len(self.english) - 1)]
         self.rng = rng
 
     def sentence(self) -> str:
@@ -145,7 +146,27 @@ def corpus(messages: int, rng: random.Random, words: Words):
         yield (conversation_id, owner, title, model_index + 1, rows[0][5], at), rows
 
 
-def build(vendor: str, messages: int) -> None:
+def heavy_corpus(messages: int, rng: random.Random, words: Words):
+    """One member's history: conversations of 25 messages, all theirs, from a small vocabulary
+    (the common English words and the topics), so that each word is in a large share of them."""
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    message_id = conversation_id = 0
+    while message_id < messages:
+        conversation_id += 1
+        at = start + timedelta(seconds=conversation_id * 3600)
+        rows = []
+        for i in range(min(25, messages - message_id)):
+            message_id += 1
+            role = "user" if i % 2 == 0 else "assistant"
+            at += timedelta(seconds=rng.randint(5, 600))
+            count = rng.randint(1, 2) if role == "user" else rng.randint(2, 8)
+            text = " ".join(words.sentence() for _ in range(count))
+            rows.append((message_id, conversation_id, role, text, MODELS[0] if role == "assistant" else "", at))
+        title = " ".join(rows[0][3].split()[:6])[:60] or "New chat"
+        yield (conversation_id, 1, title, 1, rows[0][5], at), rows
+
+
+def build(vendor: str, messages: int, heavy: bool = False) -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection, transaction
@@ -163,8 +184,9 @@ def build(vendor: str, messages: int) -> None:
     Model.objects.bulk_create([Model(provider=provider, upstream_id=m, name=m) for m in MODELS])
     started, done = time.monotonic(), 0
     load = _load_postgres if vendor == "postgresql" else _load_sqlite
+    rows = heavy_corpus(messages, rng, Words(rng, tail=0)) if heavy else corpus(messages, rng, words)
     with transaction.atomic():
-        for done in load(connection, corpus(messages, rng, words)):
+        for done in load(connection, rows):
             rate = done / (time.monotonic() - started)
             print(f"  {done:,} messages, {rate:,.0f}/s", end="\r", flush=True)
     print(f"\n  loaded in {time.monotonic() - started:.0f} s; analysing", flush=True)
@@ -234,6 +256,46 @@ def _sqlite_time(at: datetime) -> str:
 
 
 # -- measuring
+
+
+HEAVY_SEARCHES = {
+    "one common word": "python",
+    "most common word": "the",
+    "two common words": "database migration",
+    "three common words": "server error query",
+    "phrase": '"connection pool"',
+    "word -excluded": "deploy -kubernetes",
+    "word role:": "error role:assistant",
+    "page 2": "server",
+}
+
+
+def measure_heavy(vendor: str, repeat: int) -> None:
+    """The member with the most messages, searching common words `repeat` times each."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    counts = _messages_per_owner(connection)
+    heaviest = max(counts, key=counts.get)
+    print(f"{sum(counts.values()):,} messages; searching as the member with {counts[heaviest]:,} of them")
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=heaviest))
+    print(f"\n{'search':<20} {'example':<24} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'results':>8}")
+    everything = []
+    for kind, text in HEAVY_SEARCHES.items():
+        params = {"q": text, "page": 2 if kind == "page 2" else 1}
+        client.get("/search/", params, HTTP_HX_REQUEST="true")  # warm
+        values, found = [], 0
+        for _ in range(repeat):
+            began = time.perf_counter()
+            response = client.get("/search/", params, HTTP_HX_REQUEST="true")
+            values.append((time.perf_counter() - began) * 1000)
+            found = response.content.count(b'class="search-hit"')
+        everything += values
+        print(f"{kind:<20} {text[:24]:<24} {_pct(values, 50):>7.1f} {_pct(values, 95):>7.1f} {max(values):>7.1f} {found:>8}")
+    print(f"{'all':<20} {'':<24} {_pct(everything, 50):>7.1f} {_pct(everything, 95):>7.1f} "
+          f"{max(everything):>7.1f}   ({len(everything)} requests)")
 
 
 def measure(vendor: str, users: int, seed: int) -> None:
@@ -332,10 +394,14 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="rebuild the corpus even if one of this size exists")
     parser.add_argument("--users", type=int, default=40, help="how many users search")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--heavy-user", action="store_true",
+                        help="one member owns every message, from a small vocabulary; common words searched")
+    parser.add_argument("--repeat", type=int, default=20, help="--heavy-user: times each search is timed")
     args = parser.parse_args()
 
-    url = args.database_url or (f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}" if args.backend == "sqlite"
-                                else "postgres://postgres@127.0.0.1:5432/bench_search")
+    name = "bench_heavy" if args.heavy_user else "bench"
+    url = args.database_url or (f"sqlite:///{ROOT / 'var' / f'{name}.sqlite3'}" if args.backend == "sqlite"
+                                else f"postgres://postgres@127.0.0.1:5432/{name}_search")
     from cryptography.fernet import Fernet
 
     os.environ.update(DATABASE_URL=url, DEBUG="0", SECRET_KEY="bench", LOCAL_MODEL="0",
@@ -347,12 +413,16 @@ def main() -> None:
         import django
 
         django.setup()
-        build("postgresql" if args.backend == "postgres" else "sqlite", args.messages)
+        build("postgresql" if args.backend == "postgres" else "sqlite", args.messages, args.heavy_user)
     else:
         import django
 
         django.setup()
-    measure("postgresql" if args.backend == "postgres" else "sqlite", args.users, args.seed)
+    vendor = "postgresql" if args.backend == "postgres" else "sqlite"
+    if args.heavy_user:
+        measure_heavy(vendor, args.repeat)
+    else:
+        measure(vendor, args.users, args.seed)
 
 
 def _has_corpus(url: str, messages: int) -> bool:

@@ -208,3 +208,35 @@ async def test_stop_interrupts_a_reply_that_no_process_writes_then_send_works(al
     await tab.send(message="next", model="echo")
     await tab.read_until(lambda f: "Echo: next" in f and "complete" in f)
     await tab.close()
+
+
+# -- 5. the text so far is saved, for every reply of the process at once
+
+
+async def test_every_reply_being_written_is_saved_each_second_and_a_late_save_changes_no_finished_one(alice, provider):
+    from conversations.models import Conversation, Model
+
+    long = await Model.objects.aget(name="long")
+    tabs = []
+    for _ in range(2):
+        conversation = await Conversation.objects.acreate(owner=alice, model=long)
+        tab = Tab(alice, conversation.id)
+        await tab.connect()
+        await tab.send(message="go", model="long")
+        await tab.read_until(lambda f: "word1" in f)
+        tabs.append((tab, conversation))
+    for tab, conversation in tabs:  # each one's text reaches the database while it streams
+        reply = await assistant_of(conversation)
+        deadline = time.monotonic() + 10
+        while "word10" not in (await Message.objects.aget(pk=reply.pk)).content:
+            assert time.monotonic() < deadline, "the text so far was not saved"
+            await asyncio.sleep(0.1)
+        await tab.send(action="stop")
+        await tab.read_reply(status="cancelled")
+    finished = await assistant_of(tabs[0][1])
+    # A save of progress taken before the reply ended is written after it: it changes nothing.
+    await asyncio.to_thread(Message.objects.save_progress, [(finished.pk, "stale text", "")])
+    assert await Message.objects.aget(pk=finished.pk) == finished
+    assert (await Message.objects.aget(pk=finished.pk)).content == finished.content != "stale text"
+    for tab, _ in tabs:
+        await tab.close()

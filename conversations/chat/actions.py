@@ -3,10 +3,13 @@ message, show another version (the branches themselves: conversations.chat.tree)
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
 from conversations.attachments import store, upstream
 from conversations.attachments.files import AttachmentError
 from conversations.chat import frames, history, hub, tree
-from conversations.chat.replies import Reply, interrupt_stale, request_stop
+from conversations.chat.replies import Reply, announce_interrupted, request_stop
 from conversations.chatsettings import panel as chatsettings
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
@@ -24,18 +27,46 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
                        template: str | None = None, attachments=None) -> Reply:
     """`attachments`: the ids of the files attached in the message box (conversations.attachments)."""
     text = _checked(text)
-    caller = await _ready(user, conversation, model_name)
-    await _choose_template(conversation, template)
+    caller = _caller(user, conversation)
+    await chatsettings.arefresh(conversation)  # as saved from the Chat settings panel since
+    await _choose_model(caller, conversation, model_name)  # the gateway's cache: no query, mostly
     files = await _attachments(user, conversation, attachments)
-    user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=text)
-    if files:
-        cuts = upstream.cut_to_fit(files, history.room_for(conversation, text))
-        user_message.attachment_list = await store.aattach(files, user_message, cuts)
-    if not await conversation.messages.exclude(pk=user_message.pk).aexists():
-        await titles.name_from_question(conversation, text)
-    await conversation.asave(update_fields=["model", "template", "updated_at"])
-    await hub.publish(conversation.id, frames.message(user_message) + frames.title(conversation) + frames.notice(""))
-    return await _start_reply(caller, conversation, user_message.id)
+    # Everything stored for it in one hop to the database thread and one transaction: a message
+    # a second per tab, from hundreds of tabs, queued behind each other's dozen hops.
+    question, reply, interrupted = await sync_to_async(_store_question)(caller, conversation, text, template, files)
+    await announce_interrupted(interrupted)
+    await hub.publish(conversation.id, frames.message(question) + frames.title(conversation) + frames.notice(""))
+    await hub.publish(conversation.id, frames.message(reply))
+    return Reply(conversation, reply, caller).start()
+
+
+def _store_question(caller: pipeline.Caller, conversation: Conversation, text: str,
+                    template: str | None, files: list) -> tuple[Message, Message, list[int]]:
+    """The question (with its files) and the empty reply under it, unless a reply is still being
+    written (one whose process died is marked interrupted first: its id is returned, for the tabs)."""
+    interrupted = _interrupt_stale_or_refuse(conversation)
+    caller.profile = Profile.objects.filter(user=caller.user).first()
+    with transaction.atomic():
+        _choose_template_now(conversation, template)
+        question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+        if files:
+            cuts = upstream.cut_to_fit(files, history.room_for(conversation, text))
+            question.attachment_list = store.attach(files, question, cuts)
+        if not conversation.messages.exclude(pk=question.pk).exists():
+            titles.name_from_question_now(conversation, text)
+        conversation.save(update_fields=["model", "template", "updated_at"])
+        reply = tree.add(conversation, question.id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
+                         model=conversation.model.name, request_id=caller.request_id)
+    return question, reply, interrupted
+
+
+def _interrupt_stale_or_refuse(conversation: Conversation) -> list[int]:
+    """Nothing else is being written here: a reply whose process died holds nothing up (it is
+    marked interrupted: its id is returned), a live one refuses the request."""
+    interrupted = Message.objects.filter(conversation=conversation).mark_stale_interrupted()
+    if _streaming(conversation).exists():
+        raise ChatError("A reply is still being written: wait for it or press Stop.")
+    return interrupted
 
 
 async def edit(user, conversation: Conversation, message_id, text: str) -> Reply:
@@ -104,11 +135,10 @@ def _no_vision(model: Model) -> str:
 
 async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:
     """Nothing else is being written, and a model to write with: the caller of a new reply."""
-    await interrupt_stale(conversation.id)  # a reply whose process died holds nothing up
-    if await _streaming(conversation).aexists():
-        raise ChatError("A reply is still being written: wait for it or press Stop.")
+    await announce_interrupted(await sync_to_async(_interrupt_stale_or_refuse)(conversation))
     await chatsettings.arefresh(conversation)  # as saved from the Chat settings panel since
-    caller = await _caller(user, conversation)
+    caller = _caller(user, conversation)
+    caller.profile = await Profile.objects.filter(user=user).afirst()
     await _choose_model(caller, conversation, model_name)
     return caller
 
@@ -125,9 +155,9 @@ async def _message(conversation: Conversation, message_id, role: str | None, ref
     return found
 
 
-async def _caller(user, conversation: Conversation) -> pipeline.Caller:
-    return pipeline.Caller(user=user, source="chat", session_id=f"conversation-{conversation.id}",
-                           profile=await Profile.objects.filter(user=user).afirst())
+def _caller(user, conversation: Conversation) -> pipeline.Caller:
+    """The caller of a reply; its `profile` (the member's limits) is read with the rest."""
+    return pipeline.Caller(user=user, source="chat", session_id=f"conversation-{conversation.id}")
 
 
 def _streaming(conversation: Conversation):
@@ -148,11 +178,11 @@ async def _choose_model(caller: pipeline.Caller, conversation: Conversation, mod
         raise ChatError(exc.message) from exc
 
 
-async def _choose_template(conversation: Conversation, ref: str | None) -> None:
+def _choose_template_now(conversation: Conversation, ref: str | None) -> None:
     """The preset picked ("" for none); None leaves the conversation's as it is."""
     if ref is None:
         return
-    conversation.template = await PromptTemplate.objects.filter(name=ref).afirst() if ref else None
+    conversation.template = PromptTemplate.objects.filter(name=ref).first() if ref else None
     if ref and conversation.template is None:
         raise ChatError(f"There is no preset named {ref!r} any more.")
 

@@ -36,6 +36,14 @@ UNAVAILABLE = (RedisError, OSError)
 
 
 class RedisChannelLayer(RedisPubSubChannelLayer):
+    async def group_send_elsewhere(self, group: str, message: dict) -> int | None:
+        """group_send, answering how many other processes listen to the group (Redis' count of
+        the subscribers it reached, less this process's own subscription), or None when Redis
+        cannot be reached."""
+        layer = self._get_layer()
+        group_channel = layer._get_group_channel_name(group)
+        return await layer._get_shard(group_channel).publish_elsewhere(group_channel, self.serialize(message))
+
     def _get_layer(self):
         # As the parent's, with the loop layer below (one per event loop, as Redis clients are).
         loop = asyncio.get_running_loop()
@@ -65,6 +73,18 @@ class _Shard(RedisSingleShardConnection):
             self._unavailable(exc)
         else:
             self._available()
+
+    async def publish_elsewhere(self, channel, message) -> int | None:
+        try:
+            async with self._lock:
+                self._ensure_redis()
+                reached = await self._redis.publish(channel, message)
+                mine = channel in self._subscribed_to
+        except UNAVAILABLE as exc:
+            self._unavailable(exc)
+            return None
+        self._available()
+        return reached - mine
 
     async def subscribe(self, channel):
         try:

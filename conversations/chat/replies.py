@@ -1,9 +1,12 @@
 """A reply being written: its own task, owned by no websocket.
 
 `Reply.start()` runs the generation as an asyncio task registered in this process. It streams
-from the gateway, publishes batched fragments to every tab (`hub.publish`, about every 50 ms),
-saves progress at least every second (which is also the heartbeat that tells a live reply from
-one whose process died), and ends by saving the finished message and swapping it in, rendered.
+from the gateway, publishes batched fragments to every tab (`hub.publish`, about every 50 ms), and
+ends by saving the finished message and swapping it in, rendered. Meanwhile the process's saver
+writes the text so far of all its replies every CHAT_SAVE_SECONDS, in one statement and one
+transaction (a statement, a transaction and a hop to the database thread per reply each second
+were the largest cost of a streaming reply: scripts/bench_capacity.py); that save is also the
+heartbeat that tells a live reply from one whose process died.
 
 Control reaches the task wherever it runs through the channel layer group `reply.<id>`: "stop"
 cancels it (and so the upstream request), "snapshot" asks for the text so far for a tab that
@@ -16,9 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from datetime import timedelta
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
@@ -38,6 +42,7 @@ from conversations.observability import metrics
 log = logging.getLogger("chatsite.chat")
 
 RUNNING: dict[int, Reply] = {}  # message id -> reply being written in this process
+_savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
 
 
 class Reply:
@@ -63,6 +68,7 @@ class Reply:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.message.id}")
         metrics.REPLIES_STREAMING.inc()
         self.task.add_done_callback(lambda _: metrics.REPLIES_STREAMING.dec())
+        _ensure_saver()
         return self
 
     def stop(self) -> None:
@@ -77,7 +83,7 @@ class Reply:
     # -- the task
 
     async def _run(self) -> None:
-        helpers = [asyncio.create_task(self._publish_and_save_regularly()), asyncio.create_task(self._listen())]
+        helpers = [asyncio.create_task(self._publish_regularly()), asyncio.create_task(self._listen())]
         try:
             status, error = await self._generate_until_done()
         except asyncio.CancelledError:  # the server is shutting down, not a "Stop"
@@ -148,16 +154,10 @@ class Reply:
         await hub.publish(self.conversation.id, frames.fragment(self.message.id, text, reasoning),
                           message_id=self.message.id, seq=self.seq)
 
-    async def _publish_and_save_regularly(self) -> None:
-        last_save = time.monotonic()
+    async def _publish_regularly(self) -> None:
         while True:
             await asyncio.sleep(settings.CHAT_BATCH_SECONDS)
             await self._publish_pending()
-            if time.monotonic() - last_save >= settings.CHAT_SAVE_SECONDS:
-                last_save = time.monotonic()
-                await Message.objects.filter(pk=self.message.id).aupdate(
-                    content=self.text, reasoning=self.reasoning, updated_at=timezone.now()
-                )
 
     async def _listen(self) -> None:
         """Stop and snapshot requests from tabs on any process."""
@@ -171,6 +171,7 @@ class Reply:
                 if event["type"] == "reply.stop":
                     self.stop()
                 elif event["type"] == "reply.snapshot":
+                    hub.heard_elsewhere(self.conversation.id)  # before the snapshot: no fragment missed
                     frame, seq = self.snapshot()
                     await layer.send(event["reply_channel"], {"type": "chat.snapshot", "message_id": self.message.id, "frame": frame, "seq": seq})
         finally:
@@ -189,6 +190,28 @@ class Reply:
         if self.plan and self.plan.settled:  # its row may not be written yet: the settled record
             msg.usage_record = self.plan.settled[-1]
         await hub.publish(self.conversation.id, frames.message(msg))
+
+
+def _ensure_saver() -> None:
+    loop = asyncio.get_running_loop()
+    task = _savers.get(loop)
+    if task is None or task.done():
+        _savers[loop] = loop.create_task(_save_regularly(loop), name="chatsite-reply-saver")
+
+
+async def _save_regularly(loop: asyncio.AbstractEventLoop) -> None:
+    """Every CHAT_SAVE_SECONDS, the text so far of every reply this event loop writes, at once; ends
+    when there is none. A reply that ends meanwhile is not touched (its final save wins)."""
+    while True:
+        await asyncio.sleep(settings.CHAT_SAVE_SECONDS)
+        writing = [r for r in list(RUNNING.values()) if r.task is not None and r.task.get_loop() is loop]
+        if not writing:
+            return
+        try:
+            await sync_to_async(Message.objects.save_progress)(
+                [(r.message.id, r.text, r.reasoning) for r in writing])
+        except Exception:  # a database hiccup: the next round writes it all again
+            log.exception("could not save the progress of %d replies", len(writing))
 
 
 async def _cancel(tasks: list[asyncio.Task]) -> None:
@@ -245,8 +268,15 @@ async def interrupt_stale(conversation_id: int | None = None) -> list[int]:
 
 async def interrupt(messages, *, saved_before=None) -> list[int]:
     """These streaming messages, whose writer is gone: interrupted, and every tab told."""
-    ids = await database_sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
+    ids = await sync_to_async(messages.mark_interrupted)(saved_before=saved_before or timezone.now())
+    await announce_interrupted(ids)
+    return ids
+
+
+async def announce_interrupted(ids: list[int]) -> None:
+    """Every tab on any process gets these interrupted replies, as they now are."""
+    if not ids:
+        return
     async for message in Message.objects.filter(pk__in=ids):
         (await Tree.aof(message.conversation_id)).with_versions([message])  # its Previous/Next version
         await hub.publish(message.conversation_id, frames.message(message))
-    return ids

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 
 from conversations.attachments import store
 from conversations.models import Conversation, Message, UsageRecord
@@ -87,7 +87,7 @@ def add(conversation: Conversation, parent_id: int | None, **fields) -> Message:
     return message
 
 
-aadd = database_sync_to_async(add)
+aadd = sync_to_async(add)
 
 
 def chain(conversation: Conversation, messages: list[Message], parent_id: int | None = None) -> list[Message]:
@@ -147,7 +147,7 @@ def page(conversation: Conversation, *, size: int, before: int | None = None, ar
     return Page(messages, has_earlier)
 
 
-apage = database_sync_to_async(page)
+apage = sync_to_async(page)
 
 
 def attach_usage(messages: list[Message]) -> None:

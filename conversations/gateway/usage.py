@@ -28,10 +28,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
+from conversations import connections
 from conversations.models import Message, UsageRecord
 from conversations.observability import logs, metrics
 
@@ -207,9 +207,10 @@ def flush_sync() -> None:
         _queue_changed()
         if not (inserts or updates or _open):
             return
-        # What request_finished does for a page: drop a broken or expired connection first (the /v1
-        # handler sends no such signals; this thread's queries are these writes).
-        close_old_connections()
+        # The connection is kept (conversations.connections): checked before these writes, and
+        # replaced if it died (a database restart) rather than losing the batch.
+        connections.check_here()
+        connections.forget_if_broken()
         inserts += [e for e in updates if e.pk is None and e not in inserts]  # an insert that failed before
         _insert(inserts)
         _update([e for e in updates if e.pk is not None and e.written is not e.final])

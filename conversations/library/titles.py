@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from conversations.chat import frames, hub
@@ -36,12 +37,13 @@ def from_model_output(text: str) -> str:
     return first_words(line)
 
 
-async def name_from_question(conversation: Conversation, text: str) -> None:
+def name_from_question_now(conversation: Conversation, text: str) -> None:
     """The first words of the first question, unless the member named it (maybe in another
-    request since this object was loaded: the database says)."""
-    await Conversation.objects.filter(pk=conversation.pk, title_set_by_member=False).aupdate(title=first_words(text))
-    conversation.title, conversation.title_set_by_member = await (
-        Conversation.objects.filter(pk=conversation.pk).values_list("title", "title_set_by_member").aget())
+    request since this object was loaded: the database says). Synchronous: the chat stores a
+    question in one hop (conversations.chat.actions)."""
+    Conversation.objects.filter(pk=conversation.pk, title_set_by_member=False).update(title=first_words(text))
+    conversation.title, conversation.title_set_by_member = (
+        Conversation.objects.filter(pk=conversation.pk).values_list("title", "title_set_by_member").get())
 
 
 async def name_after_first_reply(conversation: Conversation, reply: Message, user) -> None:
@@ -49,12 +51,9 @@ async def name_after_first_reply(conversation: Conversation, reply: Message, use
     named it). Failures leave the title as it was: they are logged, never raised."""
     if not settings.CHAT_AUTO_TITLE or reply.status != Message.Status.COMPLETE:
         return
-    earlier = Message.objects.filter(conversation_id=conversation.id, id__lt=reply.id)
-    if await earlier.filter(role=Message.Role.ASSISTANT).aexists():
+    found, question = await sync_to_async(_first_question_to_name)(conversation.id, reply.id)
+    if not found:
         return
-    if await Conversation.objects.filter(pk=conversation.id, title_set_by_member=True).aexists():
-        return
-    question = await earlier.filter(role=Message.Role.USER).order_by("id").values_list("content", flat=True).afirst()
     try:
         title = await suggest(user, conversation.id, settings.CHAT_TITLE_MODEL or reply.model, question or "", reply.content)
     except GatewayError as exc:
@@ -67,6 +66,17 @@ async def name_after_first_reply(conversation: Conversation, reply: Message, use
     if title and await Conversation.objects.filter(pk=conversation.id, title_set_by_member=False).aupdate(title=title):
         conversation.title = title
         await hub.publish(conversation.id, frames.title(conversation))
+
+
+def _first_question_to_name(conversation_id: int, reply_id: int) -> tuple[bool, str]:
+    """Whether this is the first reply of a conversation the member has not named, and its
+    question (one hop to the database thread)."""
+    earlier = Message.objects.filter(conversation_id=conversation_id, id__lt=reply_id)
+    if earlier.filter(role=Message.Role.ASSISTANT).exists():
+        return False, ""
+    if Conversation.objects.filter(pk=conversation_id, title_set_by_member=True).exists():
+        return False, ""
+    return True, earlier.filter(role=Message.Role.USER).order_by("id").values_list("content", flat=True).first() or ""
 
 
 async def suggest(user, conversation_id: int, model_name: str, question: str, reply: str) -> str:

@@ -70,6 +70,9 @@ class Command(BaseCommand):
             # /v1 streams get the chat's grace period (conversations/lifecycle.py).
             "--timeout-graceful-shutdown", str(int(settings.CHAT_SHUTDOWN_GRACE_SECONDS)),
             "--no-access-log",  # chatsite.access writes one line per request, with no secret in it
+            # The chat's frames are small fragments of HTML, 20 a second a reply: compressing each
+            # cost more CPU than everything else done to send it (scripts/bench_capacity.py).
+            "--ws-per-message-deflate", "false",
         ]
         self.stdout.write(f"Chatsite is serving on http://{host}:{port}/ with {workers} worker(s)")
         self.stdout.flush()
