@@ -147,9 +147,9 @@ def test_the_json_export_carries_the_settings(client, alice, conversation, pirat
     client.force_login(alice)
     client.post(url(conversation), {"system_prompt": "Be brief.", "temperature": "1", "preset": "pirate",
                                     "variables.place": "Nassau"}, HTTP_HX_REQUEST="true")
-    exported = json.loads(client.get(f"/c/{conversation.id}/export.json").content)
+    exported = json.loads(client.get(f"/c/{conversation.id}/export.json").content)["settings"]
     assert exported["system_prompt"] == "Be brief." and exported["parameters"] == {"temperature": 1}
-    assert exported["preset"] == "pirate" and exported["variables"] == {"place": "Nassau"}
+    assert exported["template"] == "pirate" and exported["variables"] == {"place": "Nassau"}
 
 
 def save(user, conversation, data: dict) -> None:

@@ -144,6 +144,9 @@ CONVERSATION_ROUTE = re.compile(r"^c/<int:pk>/")
 OTHER_IDS = {
     "local-model/<int:pk>/label/": "a model's label in the picker (models usable by the member)",
     "settings/keys/<int:pk>/revoke/": "an API key of the member's own",
+    "attachments/<int:pk>/": "an attachment: walked in test_attachments_follow_the_rule",
+    "attachments/<int:pk>/thumbnail/": "an attachment's thumbnail: the same",
+    "attachments/<int:pk>/remove/": "an attachment in the owner's message box: the same",
 }
 SAMPLES = {"fmt": ["md", "json"]}  # the values a route's other parts take
 
@@ -483,3 +486,33 @@ async def test_deleting_a_shared_conversation_closes_its_readers(alice, bob, sec
     await secret.adelete()
     await reader.read_until(lambda f: access.NO_LONGER_SHARED in f)
     assert (await reader.comm.receive_output(timeout=5))["code"] == 4403
+
+
+@pytest.mark.django_db
+def test_attachments_follow_the_rule(alice, bob, carol, secret):
+    """A sent file is seen by the owner and by those the conversation is shared with; one still in
+    the owner's message box by the owner alone; nobody else, nobody logged out; only the owner
+    removes."""
+    from conversations.attachments import files, store
+    from tests.test_attachments import image_bytes
+
+    sent = store.save(alice, secret, files.read("cat.png", image_bytes("PNG")))
+    store.attach([sent], secret.messages.get(role="user"), {})
+    waiting = store.save(alice, secret, files.read("dog.png", image_bytes("PNG", color=(0, 0, 200))))
+    shared_with(secret, users=[carol])
+    clients = {}
+    for name, user in (("alice", alice), ("bob", bob), ("carol", carol), ("nobody", None)):
+        clients[name] = Client()
+        if user:
+            clients[name].force_login(user)
+    for attachment, seen_by in ((sent, {"alice", "carol"}), (waiting, {"alice"})):
+        for suffix in ("", "thumbnail/"):
+            for name, asking in clients.items():
+                response = asking.get(f"/attachments/{attachment.id}/{suffix}")
+                if name in seen_by:
+                    assert response.status_code == 200, (name, attachment.name, suffix)
+                else:
+                    assert_nothing_leaks(response, f"{name} {attachment.name} {suffix}")
+    for name in ("bob", "carol", "nobody"):
+        assert_nothing_leaks(clients[name].post(f"/attachments/{waiting.id}/remove/"), f"{name} remove")
+    assert store.waiting(alice, secret) == [waiting]
