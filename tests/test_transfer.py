@@ -312,3 +312,24 @@ def test_export_all_takes_the_same_queries_however_many_conversations(client, al
     client.force_login(alice)
     queries_for(1)  # the session's first request asks a little more, once
     assert queries_for(2) == queries_for(12)
+
+
+@pytest.mark.django_db
+def test_export_all_data_carries_the_attached_files(client, alice, bob, conversation):
+    from conversations.attachments import files, store
+    from tests.test_attachments import image_bytes
+
+    chatted(conversation)
+    question = conversation.messages.filter(role="user").first()
+    cat = store.save(alice, conversation, files.read("cat.png", image_bytes("PNG")))
+    store.attach([cat], question, {})
+    notes = store.save(alice, conversation, files.read("notes.md", b"# Notes\nkumquat"))
+    bobs = Conversation.objects.create(owner=bob, title="Bob's")
+    store.save(bob, bobs, files.read("bob.md", b"Bob's secret file"))
+    client.force_login(alice)
+    with zip_of(client) as zipped:
+        attached = sorted(name for name in zipped.namelist() if name.startswith("attachments/"))
+        assert attached == [f"attachments/{conversation.pk}/{cat.pk}-cat.png", f"attachments/{conversation.pk}/{notes.pk}-notes.md"]
+        assert zipped.read(attached[0]) == store.read(cat.file)
+        assert zipped.read(attached[1]) == b"# Notes\nkumquat"
+        assert not [name for name in zipped.namelist() if b"Bob's secret" in zipped.read(name)]
