@@ -259,6 +259,7 @@ def serious_violations(page) -> list[str]:
             for v in results["violations"] if v["impact"] in ("serious", "critical")]
 
 
+@pytest.mark.timeout(300)  # about twenty axe runs (every page, and on a phone with the drawer open) on a loaded machine
 @pytest.mark.parametrize("theme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_no_serious_accessibility_violation_on_any_page(browser, site_server, alice, bob, provider, theme, viewport):
