@@ -204,7 +204,8 @@ def test_jump_to_latest_appears_when_scrolled_up(page, site_server, alice, provi
     page.locator("#messages").evaluate("el => el.scrollTop = 0")
     expect(jump).to_be_visible()
     jump.click()
-    expect(page.locator("#messages .body").get_by_text("question 11", exact=True)).to_be_in_viewport()
+    # At the bottom: the last reply in view (its question may be above it, on a short window).
+    expect(page.locator("#messages .message").last).to_be_in_viewport()
     expect(jump).to_be_hidden()
     expect(page.get_by_label("Message")).to_be_focused()
 
