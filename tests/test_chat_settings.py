@@ -163,11 +163,13 @@ def save(user, conversation, data: dict) -> None:
 
 
 async def usage_rows(conversation, count: int) -> list[UsageRecord]:
-    """The usage rows of the conversation's replies, once the writer has flushed `count` of them."""
+    """The usage rows of the conversation's replies, once the writer has flushed `count` of them
+    settled (a row is inserted pending while its reply runs)."""
     deadline = time.monotonic() + 15
     while True:
         rows = [r async for r in UsageRecord.objects.filter(session_id=f"conversation-{conversation.id}").order_by("id")]
-        if len(rows) >= count or time.monotonic() > deadline:
+        settled = [r for r in rows if r.status != "pending"]
+        if len(settled) >= count or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.05)
 
