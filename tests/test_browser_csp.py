@@ -77,6 +77,7 @@ def test_member_pages_work_under_the_policy(watched, site_server, alice, provide
     page.goto(f"{site_server.url}/settings/keys/")
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_label("New API key").input_value()
+    page.wait_for_load_state()  # the page a form answered with: its deferred copy.js listens once it has run
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == secret
@@ -135,6 +136,7 @@ def test_admin_pages_work_under_the_policy(watched, site_server, charlie, alice,
     expect(page.get_by_role("heading", name="Your new API key")).to_be_visible()
     secret = page.get_by_label("New API key").input_value()
     assert ApiKey.objects.get().matches(secret)
+    page.wait_for_load_state()  # the page a form answered with: its deferred copy.js listens once it has run
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     assert_clean(page)
@@ -144,6 +146,7 @@ def test_admin_pages_work_under_the_policy(watched, site_server, charlie, alice,
     page.get_by_label("Username").fill("dana")
     page.get_by_role("button", name="Invite").click()
     link = page.get_by_label("Invitation link").input_value()
+    page.wait_for_load_state()  # the page a form answered with: its deferred copy.js listens once it has run
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()  # the clipboard is written by then
     assert page.evaluate("navigator.clipboard.readText()") == link

@@ -32,10 +32,8 @@
 
   function copied(button, text) {
     if (!navigator.clipboard) { copyBySelection(button, text); return; }
-    var settled = false;
-    function fallBack() { if (!settled) { settled = true; copyBySelection(button, text); } }
-    navigator.clipboard.writeText(text).then(function () { if (!settled) { settled = true; done(button); } }, fallBack);
-    setTimeout(fallBack, 1000);  // a write that neither ends nor fails (a page without focus)
+    navigator.clipboard.writeText(text).then(function () { done(button); },
+                                             function () { copyBySelection(button, text); });
   }
 
   document.addEventListener("click", function (event) {
