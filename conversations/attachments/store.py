@@ -145,9 +145,6 @@ def for_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
     return by_message
 
 
-afor_messages = database_sync_to_async(for_messages)
-
-
 def read(name: str) -> bytes:
     with storage().open(name) as handle:
         return handle.read()

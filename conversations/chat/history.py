@@ -4,6 +4,8 @@ attachments (conversations.attachments.upstream: fenced blocks, and images for v
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
+
 from conversations.attachments import store, upstream
 from conversations.chat.tree import Tree
 from conversations.gateway.usage import estimate_tokens
@@ -18,18 +20,23 @@ async def messages_for_reply(conversation: Conversation, reply: Message, context
                              vision: bool = False) -> list[dict]:
     """The history above `reply`, oldest first, trimmed from the oldest to fit the context window;
     images as image_url parts when the model has `vision`."""
-    tree = await Tree.aof(conversation.id)
+    system, history = await sync_to_async(_history)(conversation, reply, context_window)  # one hop
+    return system + [{"role": e.role, "content": await upstream.content(e.text, e.files, vision=vision)}
+                     for e in history]
+
+
+def _history(conversation: Conversation, reply: Message, context_window: int | None) -> tuple[list[dict], list[_Entry]]:
+    tree = Tree.of(conversation.id)
     above = tree.path_to(reply.id)[:-1] if reply.id in tree.parents else []
-    rows = [m async for m in Message.objects.filter(pk__in=above).exclude(content="").order_by("id").only("role", "content")]
-    files = await store.afor_messages([m.id for m in rows if m.role == Message.Role.USER])
+    rows = list(Message.objects.filter(pk__in=above).exclude(content="").order_by("id").only("role", "content"))
+    files = store.for_messages([m.id for m in rows if m.role == Message.Role.USER])
     history = [_Entry(m.role, upstream.with_text_files(m.content, files.get(m.id, [])), files.get(m.id, []))
                for m in rows]
     system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
     if context_window:
         budget = context_window - REPLY_RESERVE_TOKENS - sum(_cost(m["content"]) for m in system)
         history = _trim(history, budget)
-    return system + [{"role": e.role, "content": await upstream.content(e.text, e.files, vision=vision)}
-                     for e in history]
+    return system, history
 
 
 def room_for(conversation: Conversation, text: str) -> int | None:
