@@ -516,3 +516,26 @@ def test_attachments_follow_the_rule(alice, bob, carol, secret):
     for name in ("bob", "carol", "nobody"):
         assert_nothing_leaks(clients[name].post(f"/attachments/{waiting.id}/remove/"), f"{name} remove")
     assert store.waiting(alice, secret) == [waiting]
+
+
+# Routes a visitor may reach without logging in, and why.
+PUBLIC = ("accounts/", "v1/", "^v1/", "healthz", "metrics", "setup/", "admin/")
+
+
+@pytest.mark.django_db
+def test_every_other_page_asks_a_visitor_to_log_in(secret):
+    """Not only a conversation's routes: every route of the site but the public ones (walked from
+    the urlconf, so a new one is covered) sends a visitor to the login page, whatever the method."""
+    visitor = Client()
+    asked = 0
+    for route, _name, _ in url_patterns():
+        if route.startswith(PUBLIC):
+            continue
+        url = "/" + route.replace("<int:pk>", str(secret.pk)).replace("<str:fmt>", "json")
+        for method in ("get", "post"):
+            response = getattr(visitor, method)(url)
+            assert response.status_code in (302, 405), (method, url, response.status_code)
+            if response.status_code == 302:
+                assert response["Location"].startswith("/accounts/login/"), (method, url)
+            asked += 1
+    assert asked >= 40
