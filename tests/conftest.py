@@ -28,13 +28,17 @@ def upstream():
 @pytest.fixture(scope="session", autouse=True)
 def _close_async_connections(django_db_setup, django_db_blocker):
     """The async tests' queries run on asgiref's worker thread, with a connection of its own;
-    it is closed before the test database is dropped (PostgreSQL refuses while it is open)."""
+    it is closed before the test database is dropped (PostgreSQL refuses while it is open), and so
+    is PostgreSQL's pool (chatsite/settings.py), which keeps the connections given back to it."""
     yield
     from asgiref.sync import sync_to_async
     from django.db import connections
 
     with django_db_blocker.unblock():
         asyncio.run(sync_to_async(connections.close_all)())
+        for connection in connections.all():
+            if getattr(connection, "pool", None):
+                connection.close_pool()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -328,8 +328,9 @@ def test_export_all_data_carries_the_attached_files(client, alice, bob, conversa
     store.save(bob, bobs, files.read("bob.md", b"Bob's secret file"))
     client.force_login(alice)
     with zip_of(client) as zipped:
-        attached = sorted(name for name in zipped.namelist() if name.startswith("attachments/"))
-        assert attached == [f"attachments/{conversation.pk}/{cat.pk}-cat.png", f"attachments/{conversation.pk}/{notes.pk}-notes.md"]
-        assert zipped.read(attached[0]) == store.read(cat.file)
-        assert zipped.read(attached[1]) == b"# Notes\nkumquat"
+        attached = {name for name in zipped.namelist() if name.startswith("attachments/")}
+        photo, text = f"attachments/{conversation.pk}/{cat.pk}-cat.png", f"attachments/{conversation.pk}/{notes.pk}-notes.md"
+        assert attached == {photo, text}
+        assert zipped.read(photo) == store.read(cat.file)
+        assert zipped.read(text) == b"# Notes\nkumquat"
         assert not [name for name in zipped.namelist() if b"Bob's secret" in zipped.read(name)]
