@@ -70,11 +70,12 @@ def write(state: str, **fields) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(json.dumps({"state": state, **fields}))
-    os.replace(temporary, path)
+    # The stamp follows the state before the state is visible: whoever reads "done" finds it.
     if state == DONE:
         stamp_file().touch()
     else:
         stamp_file().unlink(missing_ok=True)
+    os.replace(temporary, path)
 
 
 def builder_alive(pid) -> bool:
