@@ -143,7 +143,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         raise StopConsumer()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
-        await sync_to_async(connections.check_here)()  # a connection that died meanwhile is replaced, not reused
         try:
             content = parse_frame(text_data)
         except BadFrame as exc:
@@ -190,9 +189,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Asked on every action, as a page request would: the session read afresh (logged out
         elsewhere, password changed) and the member still active. A few indexed reads."""
         user = self.scope["user"]
-        if "session" not in self.scope:  # mounted without the session stack: the user's row
-            return await get_user_model().objects.filter(pk=user.pk, is_active=True).aexists()
-        return await sync_to_async(_signed_in_user_id)(self.scope["session"].session_key) == user.pk
+        session = self.scope.get("session")  # None: mounted without the session stack
+        return await sync_to_async(_still_signed_in)(session.session_key if session else None, user.pk)
 
     async def refuse_reader(self) -> None:
         """A reader's every action: refused (closed, if they may not even read it any more)."""
@@ -283,6 +281,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             asyncio.get_running_loop().call_later(SNAPSHOT_WAIT_SECONDS, self.waiting.pop, message.id, None)
         else:  # one process and no task: the process that wrote it is gone (every tab is told)
             await replies.interrupt(Message.objects.filter(pk=message.id))
+
+
+def _still_signed_in(session_key: str | None, user_id: int) -> bool:
+    """The first thing done for each action, in one hop to the database thread: its connection
+    checked there (one that died meanwhile is replaced, not reused), then the member."""
+    connections.check_here()
+    if session_key is None:
+        return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
+    return _signed_in_user_id(session_key) == user_id
 
 
 def _signed_in_user_id(session_key: str | None) -> int | None:

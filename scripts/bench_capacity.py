@@ -333,7 +333,7 @@ async def run(site: Site, tabs_count: int, args, tag: str) -> dict:
         "saved": site.saved([t.conversation for t in tabs], args.tokens),
         "accept_p95": pct([(t.accepted - t.sent) * 1000 for t in tabs if t.accepted], 95),
         "accepted_per_s": len(accepted) / max(1e-9, max(accepted) - min(t.sent for t in tabs)) if accepted else 0.0,
-        "cpu_ms_per_reply": cpu * 1000 / max(1, len(done)), "cpu_share": cpu / elapsed,
+        "cpu_ms_per_reply": cpu * 1000 / max(1, len(done)), "cpu_share": cpu / elapsed, "elapsed": elapsed,
         "rss_mib": sorted((round(v) for v in rss.values() if v > 0), reverse=True),
         "spies": spies,
     }
@@ -446,7 +446,7 @@ def main() -> None:
 
 def _header() -> str:
     return (f"{'configuration':<11} {'tabs':>5} | {'TTFT p50':>8} {'p95':>6} {'added':>6} | {'gap p95':>7} | "
-            f"{'errors':>6} {'complete':>8} {'saved':>5} | {'msg/s':>5} {'accept p95':>10} | {'CPU ms/reply':>12} {'CPU':>5} | RSS MiB")
+            f"{'errors':>6} {'complete':>8} {'saved':>5} | {'msg/s':>5} {'accept p95':>10} | {'CPU ms/reply':>12} {'CPU':>5} {'wall s':>6} | RSS MiB")
 
 
 def _row(r: dict) -> str:
@@ -454,7 +454,7 @@ def _row(r: dict) -> str:
     errors = f"{r['errors']}" + (f" {r['error_kinds']}" if r["errors"] else "")
     return (f"{r['config']:<11} {r['tabs']:>5} | {r['ttft_p50']:>8.0f} {r['ttft_p95']:>6.0f} "
             f"{r['ttft_p95'] - UPSTREAM_TTFT_MS:>+6.0f} | {r['gap_p95']:>7.0f} | {r['errors']:>6} {r['complete']:>8} "
-            f"{saved:>5} | {r['accepted_per_s']:>5.0f} {r['accept_p95']:>10.0f} | {r['cpu_ms_per_reply']:>12.1f} {100 * r['cpu_share']:>4.0f}% | "
+            f"{saved:>5} | {r['accepted_per_s']:>5.0f} {r['accept_p95']:>10.0f} | {r['cpu_ms_per_reply']:>12.1f} {100 * r['cpu_share']:>4.0f}% {r['elapsed']:>6.1f} | "
             f"{', '.join(map(str, r['rss_mib']))}" + ("" if not r["errors"] else f"\n    errors: {errors}"))
 
 

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections import defaultdict
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import transaction
@@ -103,7 +103,7 @@ def claim(owner, conversation: Conversation, attached) -> list[Attachment]:
     return found
 
 
-aclaim = database_sync_to_async(claim)
+aclaim = sync_to_async(claim)
 
 
 def attach(attachments: list[Attachment], message: Message, cuts: dict[int, int]) -> list[Attachment]:
@@ -119,7 +119,7 @@ def attach(attachments: list[Attachment], message: Message, cuts: dict[int, int]
     return attached
 
 
-aattach = database_sync_to_async(attach)
+aattach = sync_to_async(attach)
 
 
 def list_for(messages: list[Message]) -> list[Message]:
@@ -134,7 +134,7 @@ def list_for(messages: list[Message]) -> list[Message]:
     return messages
 
 
-alist_for = database_sync_to_async(list_for)
+alist_for = sync_to_async(list_for)
 
 
 def for_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
@@ -160,7 +160,7 @@ def copy(message_id: int, message: Message) -> list[Attachment]:
         [Attachment(message=message, **{name: getattr(a, name) for name in fields}) for a in originals])
 
 
-acopy = database_sync_to_async(copy)
+acopy = sync_to_async(copy)
 
 
 def _delete_files(sender, instance: Attachment, **kwargs) -> None:

@@ -28,7 +28,6 @@ async def send_message(user, conversation: Conversation, text: str, model_name: 
     """`attachments`: the ids of the files attached in the message box (conversations.attachments)."""
     text = _checked(text)
     caller = _caller(user, conversation)
-    await chatsettings.arefresh(conversation)  # as saved from the Chat settings panel since
     await _choose_model(caller, conversation, model_name)  # the gateway's cache: no query, mostly
     files = await _attachments(user, conversation, attachments)
     # Everything stored for it in one hop to the database thread and one transaction: a message
@@ -46,6 +45,7 @@ def _store_question(caller: pipeline.Caller, conversation: Conversation, text: s
     written (one whose process died is marked interrupted first: its id is returned, for the tabs)."""
     interrupted = _interrupt_stale_or_refuse(conversation)
     caller.profile = Profile.objects.filter(user=caller.user).first()
+    chatsettings.refresh(conversation)  # as saved from the Chat settings panel since
     with transaction.atomic():
         _choose_template_now(conversation, template)
         question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
@@ -120,6 +120,8 @@ def _checked(text: str) -> str:
 
 async def _attachments(user, conversation: Conversation, attached) -> list:
     """The files attached to a message about to be sent, if its model can take them."""
+    if not attached:
+        return []  # most messages: no hop to the database thread
     try:
         files = await store.aclaim(user, conversation, attached)
     except AttachmentError as exc:

@@ -98,7 +98,7 @@ class Reply:
         await _cancel(helpers)
         try:
             await self._finish(status, error)
-            await titles.name_after_first_reply(self.conversation, self.message, self.caller.user)
+            await titles.name_after_first_reply(self.conversation, self.message, self.caller.user, self.caller.profile)
         finally:
             RUNNING.pop(self.message.id, None)
 

@@ -130,8 +130,12 @@ def save(conversation: Conversation, data) -> Panel:
     return panel
 
 
-async def arefresh(conversation: Conversation) -> None:
+def refresh(conversation: Conversation) -> None:
     """The settings as saved, into a conversation object a websocket has held since it opened."""
+    conversation.refresh_from_db(fields=SAVED_FIELDS)
+
+
+async def arefresh(conversation: Conversation) -> None:
     await conversation.arefresh_from_db(fields=SAVED_FIELDS)
 
 

@@ -46,7 +46,7 @@ def name_from_question_now(conversation: Conversation, text: str) -> None:
         Conversation.objects.filter(pk=conversation.pk).values_list("title", "title_set_by_member").get())
 
 
-async def name_after_first_reply(conversation: Conversation, reply: Message, user) -> None:
+async def name_after_first_reply(conversation: Conversation, reply: Message, user, profile: Profile | None = None) -> None:
     """After a conversation's first finished reply, ask a model for its title (unless the member
     named it). Failures leave the title as it was: they are logged, never raised."""
     if not settings.CHAT_AUTO_TITLE or reply.status != Message.Status.COMPLETE:
@@ -55,7 +55,8 @@ async def name_after_first_reply(conversation: Conversation, reply: Message, use
     if not found:
         return
     try:
-        title = await suggest(user, conversation.id, settings.CHAT_TITLE_MODEL or reply.model, question or "", reply.content)
+        title = await suggest(user, conversation.id, settings.CHAT_TITLE_MODEL or reply.model, question or "",
+                              reply.content, profile)
     except GatewayError as exc:
         log.warning("no title for conversation %s: %s", conversation.id, exc.message)
         return
@@ -79,9 +80,13 @@ def _first_question_to_name(conversation_id: int, reply_id: int) -> tuple[bool, 
     return True, earlier.filter(role=Message.Role.USER).order_by("id").values_list("content", flat=True).first() or ""
 
 
-async def suggest(user, conversation_id: int, model_name: str, question: str, reply: str) -> str:
+async def suggest(user, conversation_id: int, model_name: str, question: str, reply: str,
+                  profile: Profile | None = None) -> str:
+    """`profile`: the member's limits, as the reply just read them (else read here)."""
+    if profile is None:
+        profile = await Profile.objects.filter(user=user).afirst()
     caller = pipeline.Caller(user=user, source=UsageRecord.Source.TITLE, session_id=f"conversation-{conversation_id}",
-                             profile=await Profile.objects.filter(user=user).afirst())
+                             profile=profile)
     body = {"model": model_name, "max_tokens": 30, "messages": [
         {"role": "system", "content": INSTRUCTIONS},
         {"role": "user", "content": f"{question[:EXCERPT_CHARS]}\n\n{reply[:EXCERPT_CHARS]}"},
