@@ -40,6 +40,7 @@ from conversations import connections, lifecycle
 from conversations.attachments import store as attachment_store
 from conversations.chat import actions, frames, hub, replies, tree
 from conversations.chat.replies import RUNNING
+from conversations.ids import parse_id
 from conversations.models import Conversation, Message
 from conversations.observability import metrics
 from conversations.sharing import access
@@ -307,5 +308,4 @@ def _since(scope) -> datetime | None:
 
 
 def _query_int(scope, name: str) -> int | None:
-    value = (parse_qs(scope.get("query_string", b"").decode()).get(name) or [""])[0]
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+    return parse_id((parse_qs(scope.get("query_string", b"").decode()).get(name) or [""])[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations.attachments import store
 from conversations.chat import tree
+from conversations.chat.replies import announce_interrupted
 from conversations.chatsettings import panel as chatsettings
 from conversations.local import views as local_views
 from conversations.models import Conversation, Model, Preferences
@@ -74,7 +76,8 @@ def conversation(request, pk: int):
     conversation = get_object_or_404(Conversation.objects.readable_by(request.user)
                                      .select_related("model__provider", "template", "owner", "share"), pk=pk)
     reading = conversation.owner_id != request.user.pk
-    conversation.messages.mark_stale_interrupted()
+    if interrupted := conversation.messages.mark_stale_interrupted():
+        async_to_sync(announce_interrupted)(interrupted)  # the tabs already open on it see it too
     before = int_param(request, "before")
     # A search result (?around=<id>) opens the branch that holds it, a few messages above it when
     # it is further back than the latest page (the template marks it by its #msg-<id> anchor).

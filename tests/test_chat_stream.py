@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from conversations.chat.replies import RUNNING
 from conversations.gateway import usage
@@ -288,6 +289,19 @@ async def test_a_reply_left_streaming_by_a_dead_process_shows_as_interrupted(ali
     assert orphan.id in message_ids(frames)
     await orphan.arefresh_from_db()
     assert orphan.status == "interrupted" and orphan.content == "half"
+    await tab.close()
+
+
+async def test_a_page_load_that_finds_a_dead_reply_tells_the_tabs_already_open(alice, conversation, client):
+    tab = Tab(alice, conversation.id)
+    await tab.connect()
+    orphan = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming", content="half")
+    await Message.objects.filter(pk=orphan.pk).aupdate(updated_at=orphan.updated_at - timedelta(minutes=5))
+    await sync_to_async(client.force_login)(alice)
+    page = await sync_to_async(client.get)(f"/c/{conversation.id}/")  # another tab (re)loads the page
+    assert page.status_code == 200
+    frames = await tab.read_reply(status="interrupted")
+    assert orphan.id in message_ids(frames) and "half" in frames[-1]
     await tab.close()
 
 

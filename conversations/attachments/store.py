@@ -21,6 +21,7 @@ from django.db.models.signals import post_delete
 
 from conversations.attachments import files
 from conversations.attachments.files import MAX_IMAGES, AttachmentError, Prepared
+from conversations.ids import parse_id
 from conversations.models import Attachment, Conversation, Message
 
 log = logging.getLogger("chatsite.attachments")
@@ -66,12 +67,7 @@ def save(owner, conversation: Conversation, prepared: Prepared) -> Attachment:
 def ids(value) -> list[int]:
     """Attachment ids as a form sends them (one, a list, none), each a whole number."""
     values = value if isinstance(value, list) else [value]
-    found = []
-    for item in values[:MAX_IDS]:
-        text = str(item if item is not None else "").strip()
-        if text.isascii() and text.isdigit() and len(text) < 19:
-            found.append(int(text))
-    return found
+    return [pk for pk in map(parse_id, values[:MAX_IDS]) if pk is not None]
 
 
 def pending(owner, conversation: Conversation, attached):

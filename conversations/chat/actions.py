@@ -13,6 +13,7 @@ from conversations.chat.replies import Reply, announce_interrupted, request_stop
 from conversations.chatsettings import panel as chatsettings
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
+from conversations.ids import parse_id
 from conversations.library import titles
 from conversations.models import Conversation, Message, Model, Profile, PromptTemplate
 
@@ -147,10 +148,9 @@ async def _ready(user, conversation: Conversation, model_name: str | None) -> pi
 
 async def _message(conversation: Conversation, message_id, role: str | None, refusal: str) -> Message:
     """One of this conversation's messages (of `role`), from an id a tab sent."""
-    text = str(message_id or "")
-    if not (text.isascii() and text.isdigit() and len(text) < 19):  # an id, not an overflow
+    if (pk := parse_id(message_id)) is None:
         raise ChatError(refusal)
-    rows = Message.objects.filter(conversation=conversation, pk=int(message_id))
+    rows = Message.objects.filter(conversation=conversation, pk=pk)
     found = await (rows.filter(role=role) if role else rows).afirst()
     if found is None:
         raise ChatError(refusal)

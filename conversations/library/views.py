@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from conversations.chat import frames, hub
+from conversations.ids import parse_id
 from conversations.library import listing
 from conversations.library.organise import OrganiseError, rename, set_archived, set_pinned
 from conversations.models import Conversation
@@ -34,7 +35,7 @@ def _current_id(request) -> int | None:
     """The conversation open in the page that asked (htmx says which page that is)."""
     path = (request.htmx.current_url_abs_path or "") if request.htmx else ""
     parts = path.split("?")[0].strip("/").split("/")
-    return int(parts[1]) if len(parts) == 2 and parts[0] == "c" and parts[1].isdigit() else None
+    return parse_id(parts[1]) if len(parts) == 2 and parts[0] == "c" else None
 
 
 @require_GET
