@@ -71,10 +71,15 @@ class Subject:
 
     @property
     def ident(self) -> str:
-        return f"{self.kind}:{self.pk}"
+        return _ident(self.kind, self.pk)
 
     def records(self):
         return UsageRecord.objects.filter(**({"api_key_id": self.pk} if self.kind == "key" else {"user_id": self.pk}))
+
+
+def _ident(kind: str, pk: int) -> str:
+    """How a subject is named in the limits' store (rate windows and spend counters)."""
+    return f"{kind}:{pk}"
 
 
 def subjects_of(caller) -> list[Subject]:
@@ -254,14 +259,19 @@ async def reconcile(record: UsageRecord, held_cost: Decimal) -> None:
     if not delta:
         return
     month = record.created_at.astimezone(UTC).strftime("%Y-%m")
-    idents = [f"key:{record.api_key_id}"] if record.api_key_id else []
-    idents += [f"user:{record.user_id}"] if record.user_id else []
+    idents = [_ident("key", record.api_key_id)] if record.api_key_id else []
+    idents += [_ident("user", record.user_id)] if record.user_id else []
     for ident in idents:
         for scope in ("total", month):
             try:
                 await django_cache.aincr(_counter_name(ident, scope), delta)
             except ValueError:
-                pass
+                pass  # not there: seeded from the rows, this one included, when next needed
+            except STORE_ERRORS as exc:
+                # As in _settle: the row is right; the counters are seeded from the rows again
+                # once their keys are gone.
+                log.warning("a settled row's cost not added to the limits' counters: the store is unavailable (%r)", exc)
+                return
 
 
 async def settled() -> None:
