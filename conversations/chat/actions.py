@@ -53,7 +53,7 @@ def _store_question(caller: pipeline.Caller, conversation: Conversation, text: s
         if files:
             cuts = upstream.cut_to_fit(files, history.room_for(conversation, text))
             question.attachment_list = store.attach(files, question, cuts)
-        if not conversation.messages.exclude(pk=question.pk).exists():
+        if question.parent_id is None:  # the first message (it continues the branch shown: there is none)
             titles.name_from_question_now(conversation, text)
         conversation.save(update_fields=["model", "template", "updated_at"])
         reply = tree.add(conversation, question.id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
@@ -64,6 +64,8 @@ def _store_question(caller: pipeline.Caller, conversation: Conversation, text: s
 def _interrupt_stale_or_refuse(conversation: Conversation) -> list[int]:
     """Nothing else is being written here: a reply whose process died holds nothing up (it is
     marked interrupted: its id is returned), a live one refuses the request."""
+    if not _streaming(conversation).exists():
+        return []  # most sends: one query
     interrupted = Message.objects.filter(conversation=conversation).mark_stale_interrupted()
     if _streaming(conversation).exists():
         raise ChatError("A reply is still being written: wait for it or press Stop.")
