@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from conversations.admin.people import invite
-from conversations.models import Model
+from conversations.models import Identity, Model
 from tests.live import free_port
 from tests.oidc_provider.process import OidcProvider
 
@@ -130,6 +130,33 @@ def test_an_existing_account_is_linked_by_verified_email_only(client, sso, idp, 
     sign_in(client, idp, "alice-at-idp")
     assert signed_in_as(client).pk == alice.pk
     assert User.objects.filter(email__iexact="alice@example.com").count() == 1
+
+
+def test_later_sign_ins_find_the_member_by_their_subject_whatever_their_email_becomes(client, sso, idp):
+    idp.person("dora", email="dora@example.com", email_verified=True)
+    sign_in(client, idp, "dora")
+    dora = signed_in_as(client)
+    assert dora is not None and dora.email == "dora@example.com"
+    assert Identity.objects.get(user=dora).issuer == idp.issuer
+    client.logout()
+    # The provider renames her address (and no longer says it is verified): still her account.
+    idp.person("dora", email="dora.married@example.com", email_verified=False)
+    sign_in(client, idp, "dora")
+    assert signed_in_as(client).pk == dora.pk
+    assert User.objects.filter(email__iexact="dora.married@example.com").count() == 0  # no second account
+
+
+def test_an_address_taken_over_at_the_provider_does_not_open_the_linked_account(client, sso, idp, alice):
+    idp.person("alice-linked", email="alice@example.com", email_verified=True)
+    sign_in(client, idp, "alice-linked")
+    assert signed_in_as(client).pk == alice.pk
+    client.logout()
+    # Someone else at the provider gets alice's address: the account is alice's identity's only.
+    idp.person("mallory", email="alice@example.com", email_verified=True)
+    sign_in(client, idp, "mallory")
+    assert "belongs to someone else at Example ID" in notice(client)
+    assert signed_in_as(client) is None
+    assert Identity.objects.filter(user=alice).count() == 1
 
 
 def test_a_deactivated_member_cannot_sign_in(client, sso, idp, alice):

@@ -4,12 +4,14 @@ from conversations.models.gateway import ApiKey, AuditLog, Profile, PromptTempla
 from conversations.models.preferences import Preferences
 from conversations.models.providers import Model, Provider
 from conversations.models.sharing import Share
+from conversations.models.sso import Identity
 
 __all__ = [
     "ApiKey",
     "Attachment",
     "AuditLog",
     "Conversation",
+    "Identity",
     "Message",
     "Model",
     "Preferences",

@@ -19,6 +19,7 @@ from django.db import transaction
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from conversations import audit
+from conversations.models import Identity
 from conversations.sso import discovery
 
 logger = logging.getLogger("chatsite.sso")
@@ -91,8 +92,23 @@ class SSOBackend(OIDCAuthenticationBackend):
 
     def get_or_create_user(self, access_token, id_token, payload):
         claims = self.get_userinfo(access_token, id_token, payload)
-        if str(claims.get("sub")) != str(payload.get("sub")):
+        subject = str(payload.get("sub") or "")
+        if not subject or str(claims.get("sub")) != subject:
             raise SuspiciousOperation("The userinfo is about someone other than the ID token.")
+        # Someone who signed in before is found by their `sub`, whatever their email is now.
+        identity = Identity.objects.select_related("user").filter(issuer=settings.OIDC_ISSUER, subject=subject).first()
+        if identity is not None:
+            if not identity.user.is_active:
+                raise SignInRefused("This account is deactivated. Ask an admin to reactivate it.")
+            return self.update_user(identity.user, claims)
+        user = self._by_email_or_new(claims)
+        # get_or_create: two first sign-ins at once link once.
+        identity, _ = Identity.objects.get_or_create(issuer=settings.OIDC_ISSUER, subject=subject, defaults={"user": user})
+        return self.update_user(identity.user, claims)
+
+    def _by_email_or_new(self, claims):
+        """The first sign-in: the account with that verified email (not linked to another identity
+        at this provider), or a new one where that is allowed."""
         name = settings.OIDC_NAME
         email = str(claims.get("email") or "").strip()
         if not email or "@" not in email:
@@ -108,6 +124,9 @@ class SSOBackend(OIDCAuthenticationBackend):
             user = users[0]
             if not user.is_active:
                 raise SignInRefused("This account is deactivated. Ask an admin to reactivate it.")
+            if Identity.objects.filter(user=user, issuer=settings.OIDC_ISSUER).exists():
+                raise SignInRefused(f"The account here for {email} belongs to someone else at {name}. "
+                                    "Ask an admin to sort it out.")
         else:
             domain = email.rsplit("@", 1)[1].lower()
             if settings.OIDC_INVITED_ONLY:
@@ -116,7 +135,7 @@ class SSOBackend(OIDCAuthenticationBackend):
                 raise SignInRefused(f"Accounts for {domain} addresses are not created here. "
                                     "Ask an admin to invite you.")
             user = self.create_user(claims)
-        return self.update_user(user, claims)
+        return user
 
     def create_user(self, claims):
         email = claims["email"].strip()
