@@ -232,7 +232,7 @@ async def _async_wait(predicate, timeout: float = 60) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_api_answers_503_with_the_explanation_while_it_builds(folder, stand_in, on, alice, client):
+def test_the_api_answers_503_with_the_explanation_while_it_builds(folder, stand_in, on, alice, client, provider):
     run_build("--background", "--command", stand_in.command())
     wait_for(lambda: state.status().state == "building")
     model = local_model()
@@ -244,6 +244,11 @@ def test_the_api_answers_503_with_the_explanation_while_it_builds(folder, stand_
     error = response.json()["error"]
     assert error["code"] == "model_not_ready" and error["type"] == "service_unavailable"
     assert error["message"].startswith("SmolLM2 135M (local) is being prepared")
+    # With fallbacks (`models`), a model still being prepared is passed over, as one that is down.
+    for names in ({"model": model.name, "models": ["echo"]}, {"model": "echo", "models": [model.name]}):
+        response = client.post("/v1/chat/completions", body | names, content_type="application/json",
+                               headers={"authorization": f"Bearer {secret}"})
+        assert response.status_code == 200 and response.json()["model"] == "echo", response.content
 
 
 # -- never twice at once, never half-installed

@@ -67,7 +67,16 @@ async def plan(caller: Caller, body: dict) -> Plan:
     if body.get("session_id"):
         caller.session_id = str(body["session_id"])
     names = _model_names(caller, body, template)
-    models = [await resolve_model(caller, name, param="model" if i == 0 else "models") for i, name in enumerate(names)]
+    models, not_ready = [], None
+    for i, name in enumerate(names):
+        try:
+            models.append(await resolve_model(caller, name, param="model" if i == 0 else "models"))
+        except GatewayError as exc:
+            if exc.code != "model_not_ready":
+                raise
+            not_ready = not_ready or exc  # still being prepared: passed over, as one that is down would be
+    if not models:
+        raise not_ready
     upstream_body = {k: v for k, v in body.items() if k not in EXTENSIONS and k != "model"}
     upstream_body["messages"] = messages
     if body.get("transforms") is not None:
