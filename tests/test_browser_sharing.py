@@ -78,7 +78,11 @@ def test_share_read_continue_and_stop_sharing(page, second_page, site_server, al
     # bob opens it again; alice stops sharing: his open page is emptied, a reload is a 404.
     reader.goto(f"{site_server.url}/c/{plans.id}/")
     reader.wait_for_function(WS_OPEN)
+    # The panel is open already: Share draws it again; Stop sharing is pressed on the new one (on the
+    # old one, the redraw could land after the answer and say "Not shared" instead).
+    panel.locator("form").evaluate("form => form.dataset.drawn = 'before'")
     page.locator("#chat-header").get_by_role("button", name="Share").click()
+    page.wait_for_selector("#share-panel form:not([data-drawn])")
     panel.get_by_role("button", name="Stop sharing").click()
     expect(panel.get_by_role("status")).to_have_text("Not shared any more: only you can open it.")
     expect(reader.locator("#composer-notice")).to_have_text("This conversation is no longer shared with you.")
