@@ -180,11 +180,14 @@ def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monke
     assert not set(found(alice, "mango")) & {c.id for c in older}
 
 
-def test_other_members_matches_in_between_neither_show_nor_disturb_ranking_or_passages(alice, bob):
+@pytest.mark.parametrize("bobs_between", [1, 12])  # alice's history dense in its span, or sparse
+def test_other_members_matches_in_between_neither_show_nor_disturb_ranking_or_passages(alice, bob, bobs_between):
     mine = []
     for i in range(6):
-        mine.append(chat(alice, f"mine {i}", f"Kiwi note {i}: " + "kiwi, " * i + "the end."))
-        chat(bob, f"bobs {i}", f"Kiwi kiwi kiwi kiwi kiwi kiwi from bob {i}.")
+        mine.append(chat(alice, f"mine {i}", f"Kiwi note {i}: " + "kiwi, " * i + "the end.",
+                         "Plain words.", "More plain words.", "And more."))
+        for j in range(bobs_between):
+            chat(bob, f"bobs {i} {j}", f"Kiwi kiwi kiwi kiwi kiwi kiwi from bob {i}.")
     results = search(alice, "kiwi").results
     assert [r.conversation_id for r in results] == [c.id for c in reversed(mine)]
     for result, conversation in zip(results, reversed(mine), strict=True):
@@ -195,11 +198,13 @@ def test_other_members_matches_in_between_neither_show_nor_disturb_ranking_or_pa
 
 
 @pytest.mark.skipif("connection.vendor != 'sqlite'")
-def test_sqlite_scores_are_fts5_bm25_with_the_owner_phrase(alice, bob):
-    """The ranking leaves the owner phrase out of bm25()'s query: its weight is 0, so the
-    scores must be exactly those of the query with it."""
+@pytest.mark.parametrize("samples", [0, 1000])  # the terms alone always, or with the owner phrase
+def test_sqlite_scores_are_fts5_bm25_with_the_owner_phrase(alice, bob, samples, monkeypatch):
+    """The ranking leaves the owner phrase out of bm25()'s query where the member's messages
+    are most of the span: its weight is 0, so the scores must be exactly those with it."""
     from conversations.search import sqlite
 
+    monkeypatch.setattr(sqlite, "SAMPLES", samples)
     for i in range(8):
         chat(alice, f"t {i}", "Deploy the database. " * (i % 3 + 1) + "Words " * i,
              f"Database migration {i}, then deploy.")
