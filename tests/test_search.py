@@ -157,6 +157,71 @@ def test_one_result_per_conversation_with_its_best_message(alice):
     assert results[0].message_id == conversation.messages.order_by("id")[1].id
 
 
+def test_a_title_is_marked_only_when_it_counted_in_the_rank(alice):
+    conversation = chat(alice, "Python tips", "Python decorators, explained.")
+    assert "<mark>Python</mark>" in search(alice, "python").results[0].title
+    # role: searches messages only, so the title did not count: it is shown as it is.
+    result = search(alice, "python role:user").results[0]
+    assert result.conversation_id == conversation.id
+    assert str(result.title) == "Python tips" and "<mark>Python</mark>" in result.passage
+
+
+def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monkeypatch):
+    from conversations.search import postgres, sqlite
+
+    monkeypatch.setattr(sqlite, "RANKED_MATCHES", 3)
+    monkeypatch.setattr(postgres, "RANKED_MATCHES", 3)
+    older = [chat(alice, f"old {i}", "Mango mango mango mango, all mango.") for i in range(2)]
+    once = chat(alice, "a", "A mango. " + "Filler words here. " * 5)
+    twice = chat(alice, "b", "Mango and mango. " + "Filler words here. " * 5)
+    thrice = chat(alice, "c", "Mango, mango and mango. " + "Filler words here. " * 5)
+    # The three newest matches, by relevance: the older, better ones are beyond the bound.
+    assert found(alice, "mango") == [thrice.id, twice.id, once.id]
+    assert not set(found(alice, "mango")) & {c.id for c in older}
+
+
+@pytest.mark.parametrize("bobs_between", [1, 12])  # alice's history dense in its span, or sparse
+def test_other_members_matches_in_between_neither_show_nor_disturb_ranking_or_passages(alice, bob, bobs_between):
+    mine = []
+    for i in range(6):
+        mine.append(chat(alice, f"mine {i}", f"Kiwi note {i}: " + "kiwi, " * i + "the end.",
+                         "Plain words.", "More plain words.", "And more."))
+        for j in range(bobs_between):
+            chat(bob, f"bobs {i} {j}", f"Kiwi kiwi kiwi kiwi kiwi kiwi from bob {i}.")
+    results = search(alice, "kiwi").results
+    assert [r.conversation_id for r in results] == [c.id for c in reversed(mine)]
+    for result, conversation in zip(results, reversed(mine), strict=True):
+        number = conversation.title.split()[1]
+        assert f"note {number}" in result.passage and "bob" not in result.passage
+    assert found(bob, "kiwi") and not set(found(bob, "kiwi")) & {c.id for c in mine}
+    assert found(alice, "kiwi bob") == []
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'")
+@pytest.mark.parametrize("samples", [0, 1000])  # the terms alone always, or with the owner phrase
+def test_sqlite_scores_are_fts5_bm25_with_the_owner_phrase(alice, bob, samples, monkeypatch):
+    """The ranking leaves the owner phrase out of bm25()'s query where the member's messages
+    are most of the span: its weight is 0, so the scores must be exactly those with it."""
+    from conversations.search import sqlite
+
+    monkeypatch.setattr(sqlite, "SAMPLES", samples)
+    for i in range(8):
+        chat(alice, f"t {i}", "Deploy the database. " * (i % 3 + 1) + "Words " * i,
+             f"Database migration {i}, then deploy.")
+        chat(bob, f"b {i}", "Deploy deploy database " * i)
+    for text in ["deploy", "deploy database", '"database migration"', "deploy -migration"]:
+        query = parse(text)
+        part = sqlite.hits(alice.pk, query)
+        with connection.cursor() as cursor:
+            cursor.execute(part.sql, part.params)
+            ours = {row[0]: row[2] for row in cursor.fetchall()}
+            cursor.execute("""SELECT rowid, -bm25(conversations_message_fts, 0.0, 1.0)
+                FROM conversations_message_fts WHERE conversations_message_fts MATCH %s""",
+                           [sqlite.message_match(alice.pk, query)])
+            with_owner = dict(cursor.fetchall())
+        assert ours and ours == with_owner, text
+
+
 # -- privacy and safety
 
 

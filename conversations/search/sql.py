@@ -3,8 +3,9 @@
 A backend supplies two SELECTs: `hits` (message_id, conversation_id, score) for the owner's
 matching messages and `titles` (conversation_id, score) for the owner's matching titles, where a
 higher score is better; the conversation's score is its best message's plus its title's. It also
-supplies the expressions that mark the title and the passage for the page's rows only, so a
-passage is computed 20 times, not once per match.
+supplies what marks the title and the passage for the page's rows only, so a passage is computed
+20 times, not once per match: an expression per row, or a SELECT over the CTE `page` that marks
+all of the page's passages at once (`passages`: message_id, passage).
 """
 
 from __future__ import annotations
@@ -89,8 +90,12 @@ def searches_titles(query: Query) -> bool:
 
 
 def page_sql(owner_id: int, hits: Part | None, titles: Part | None, title_marked: Part,
-             passage: Part, limit: int, offset: int) -> Part:
-    """The page of conversations: each with its best message, best first."""
+             passage: Part | None, limit: int, offset: int, passages: Part | None = None) -> Part:
+    """The page of conversations: each with its best message, best first.
+
+    `title_marked` and `passage` are expressions over a page row (`page`, `c`, `m`); `passages`,
+    instead of `passage`, a SELECT of (message_id, passage) that may read `page`.
+    """
     # MATERIALIZED: each branch runs as written. SQLite cannot call bm25() once its SELECT
     # is flattened into the grouping query, and PostgreSQL gains nothing from inlining them.
     ctes, branches, params = [], [], []
@@ -115,18 +120,21 @@ def page_sql(owner_id: int, hits: Part | None, titles: Part | None, title_marked
                    max(title_hit) AS title_hit
             FROM ({" UNION ALL ".join(branches)}) branches
             GROUP BY conversation_id
-        ), page AS (
+        ), page AS MATERIALIZED (
             SELECT * FROM found ORDER BY score DESC, conversation_id DESC LIMIT %s OFFSET %s
-        )
+        ){f", passages AS MATERIALIZED ({passages.sql})" if passages else ""}
         SELECT page.conversation_id, page.message_id, c.title, {title_marked.sql},
-               m.role, m.model, cm.name, m.created_at, c.updated_at, {passage.sql}
+               m.role, m.model, cm.name, m.created_at, c.updated_at,
+               {"passages.passage" if passages else passage.sql}
         FROM page
         JOIN conversations_conversation c ON c.id = page.conversation_id AND c.owner_id = %s
         LEFT JOIN conversations_message m ON m.id = page.message_id
         LEFT JOIN conversations_model cm ON cm.id = c.model_id
+        {"LEFT JOIN passages ON passages.message_id = page.message_id" if passages else ""}
         ORDER BY page.score DESC, page.conversation_id DESC
     """
-    return Part(sql, params + [limit, offset] + title_marked.params + passage.params + [owner_id])
+    params += [limit, offset] + (passages.params if passages else [])
+    return Part(sql, params + title_marked.params + ([] if passages else passage.params) + [owner_id])
 
 
 # The columns of page_sql's rows, in order.
