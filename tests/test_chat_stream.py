@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import sync_to_async
 
+from conversations.chat import sweeper
 from conversations.chat.replies import RUNNING
 from conversations.gateway import usage
 from conversations.models import Message, Model, UsageRecord
@@ -295,6 +296,11 @@ async def test_a_reply_left_streaming_by_a_dead_process_shows_as_interrupted(ali
 async def test_a_page_load_that_finds_a_dead_reply_tells_the_tabs_already_open(alice, conversation, client):
     tab = Tab(alice, conversation.id)
     await tab.connect()
+    # Nothing else may find the dead reply: the tab's own catch-up is over (it answers in order),
+    # and this process's sweep, started by the tab, is stopped.
+    await tab.send(action="ready?")
+    await tab.read_until(lambda f: "unknown action" in f)
+    await sweeper.stop()
     orphan = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming", content="half")
     await Message.objects.filter(pk=orphan.pk).aupdate(updated_at=orphan.updated_at - timedelta(minutes=5))
     await sync_to_async(client.force_login)(alice)
