@@ -44,9 +44,7 @@ def _store_question(caller: pipeline.Caller, conversation: Conversation, text: s
                     template: str | None, files: list) -> tuple[Message, Message, list[int]]:
     """The question (with its files) and the empty reply under it, unless a reply is still being
     written (one whose process died is marked interrupted first: its id is returned, for the tabs)."""
-    interrupted = _interrupt_stale_or_refuse(conversation)
-    caller.profile = Profile.objects.filter(user=caller.user).first()
-    chatsettings.refresh(conversation)  # as saved from the Chat settings panel since
+    interrupted = _prepare(caller, conversation)
     with transaction.atomic():
         _choose_template_now(conversation, template)
         question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
@@ -59,6 +57,16 @@ def _store_question(caller: pipeline.Caller, conversation: Conversation, text: s
         reply = tree.add(conversation, question.id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING,
                          model=conversation.model.name, request_id=caller.request_id)
     return question, reply, interrupted
+
+
+def _prepare(caller: pipeline.Caller, conversation: Conversation) -> list[int]:
+    """What every new reply needs first, read in the hop that starts it: nothing else being
+    written (the ids of replies found dead, for the tabs), the member's limits, and the chat
+    settings as saved from the Chat settings panel since the tab opened."""
+    interrupted = _interrupt_stale_or_refuse(conversation)
+    caller.profile = Profile.objects.filter(user=caller.user).first()
+    chatsettings.refresh(conversation)
+    return interrupted
 
 
 def _interrupt_stale_or_refuse(conversation: Conversation) -> list[int]:
@@ -140,10 +148,8 @@ def _no_vision(model: Model) -> str:
 
 async def _ready(user, conversation: Conversation, model_name: str | None) -> pipeline.Caller:
     """Nothing else is being written, and a model to write with: the caller of a new reply."""
-    await announce_interrupted(await sync_to_async(_interrupt_stale_or_refuse)(conversation))
-    await chatsettings.arefresh(conversation)  # as saved from the Chat settings panel since
     caller = _caller(user, conversation)
-    caller.profile = await Profile.objects.filter(user=user).afirst()
+    await announce_interrupted(await sync_to_async(_prepare)(caller, conversation))  # one hop
     await _choose_model(caller, conversation, model_name)
     return caller
 

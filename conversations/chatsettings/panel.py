@@ -135,10 +135,6 @@ def refresh(conversation: Conversation) -> None:
     conversation.refresh_from_db(fields=SAVED_FIELDS)
 
 
-async def arefresh(conversation: Conversation) -> None:
-    await conversation.arefresh_from_db(fields=SAVED_FIELDS)
-
-
 async def arequest_fields(conversation: Conversation) -> dict:
     """What a reply's request carries from the settings, besides the model and the messages (the
     system prompt is the first of those): checked again and applied by the gateway, as on /v1."""
