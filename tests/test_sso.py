@@ -175,6 +175,10 @@ def test_a_session_ends_when_the_member_is_deactivated(client, sso, idp, alice):
     alice.is_active = False
     alice.save(update_fields=["is_active"])
     assert signed_in_as(client) is None
+    # Signing in again finds her by her subject (linked at the first sign-in): still refused.
+    sign_in(client, idp, "alice")
+    assert "This account is deactivated" in notice(client)
+    assert signed_in_as(client) is None
 
 
 def test_groups_and_the_admin_role_follow_the_claims_at_each_sign_in(client, sso, idp, provider):
