@@ -166,18 +166,25 @@ def test_a_title_is_marked_only_when_it_counted_in_the_rank(alice):
     assert str(result.title) == "Python tips" and "<mark>Python</mark>" in result.passage
 
 
-def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monkeypatch):
+# PostgreSQL's two ways to the newest matches (search/postgres.py): newest first through a
+# window of the owner's messages, the window cut short and GIN asked after it, GIN alone.
+@pytest.mark.parametrize(("window", "probe"), [(20_000, 2_000), (4, 2), (2, 2)])
+def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monkeypatch, window, probe):
     from conversations.search import postgres, sqlite
 
     monkeypatch.setattr(sqlite, "RANKED_MATCHES", 3)
     monkeypatch.setattr(postgres, "RANKED_MATCHES", 3)
+    monkeypatch.setattr(postgres, "RECENT_WINDOW", window)
+    monkeypatch.setattr(postgres, "PROBE", probe)
     older = [chat(alice, f"old {i}", "Mango mango mango mango, all mango.") for i in range(2)]
     once = chat(alice, "a", "A mango. " + "Filler words here. " * 5)
+    chat(alice, "other", "Nothing to see.", "Nor here.")
     twice = chat(alice, "b", "Mango and mango. " + "Filler words here. " * 5)
     thrice = chat(alice, "c", "Mango, mango and mango. " + "Filler words here. " * 5)
     # The three newest matches, by relevance: the older, better ones are beyond the bound.
     assert found(alice, "mango") == [thrice.id, twice.id, once.id]
     assert not set(found(alice, "mango")) & {c.id for c in older}
+    assert found(alice, "the") == []  # a stop word on PostgreSQL, in no message here
 
 
 @pytest.mark.parametrize("bobs_between", [1, 12])  # alice's history dense in its span, or sparse
