@@ -166,16 +166,20 @@ def test_a_title_is_marked_only_when_it_counted_in_the_rank(alice):
     assert str(result.title) == "Python tips" and "<mark>Python</mark>" in result.passage
 
 
-# PostgreSQL's two ways to the newest matches (search/postgres.py): newest first through a
-# window of the owner's messages, the window cut short and GIN asked after it, GIN alone.
-@pytest.mark.parametrize(("window", "probe"), [(20_000, 2_000), (4, 2), (2, 2)])
-def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monkeypatch, window, probe):
+# PostgreSQL's ways to the newest matches (search/postgres.py), in a long history: newest first
+# through a window of the owner's messages; the window read without enough, then GIN; the word
+# not common in the probe, GIN alone. In a short history: GIN alone.
+@pytest.mark.parametrize(("window", "probe", "long_history"),
+                         [(20_000, 2_000, 0), (4, 2, 0), (2, 2, 0), (20_000, 2_000, 10**9)])
+def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monkeypatch, window, probe,
+                                                                   long_history):
     from conversations.search import postgres, sqlite
 
     monkeypatch.setattr(sqlite, "RANKED_MATCHES", 3)
     monkeypatch.setattr(postgres, "RANKED_MATCHES", 3)
     monkeypatch.setattr(postgres, "RECENT_WINDOW", window)
     monkeypatch.setattr(postgres, "PROBE", probe)
+    monkeypatch.setattr(postgres, "LONG_HISTORY", long_history)
     older = [chat(alice, f"old {i}", "Mango mango mango mango, all mango.") for i in range(2)]
     once = chat(alice, "a", "A mango. " + "Filler words here. " * 5)
     chat(alice, "other", "Nothing to see.", "Nor here.")
@@ -185,6 +189,27 @@ def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monke
     assert found(alice, "mango") == [thrice.id, twice.id, once.id]
     assert not set(found(alice, "mango")) & {c.id for c in older}
     assert found(alice, "the") == []  # a stop word on PostgreSQL, in no message here
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_long_history_is_told_by_the_planners_statistics(alice, bob, django_user_model, monkeypatch):
+    from conversations.search import postgres
+
+    carol = django_user_model.objects.create_user("carol")  # no message
+
+    chat(alice, "a", *[f"note {i}" for i in range(7)])
+    chat(bob, "b", "one", "two")
+    monkeypatch.setattr(postgres, "LONG_HISTORY", 5)
+
+    def long(user) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {postgres.long_history()}", [user.pk])
+            return cursor.fetchone()[0]
+
+    assert not long(alice)  # no statistics yet: short, the way that is right for any history
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE conversations_message")
+    assert long(alice) and not long(bob) and not long(carol)
 
 
 @pytest.mark.parametrize("bobs_between", [1, 12])  # alice's history dense in its span, or sparse
