@@ -123,7 +123,6 @@ def _recent_matches(owner_id: int, newest: Part, probe: Part, common: int, every
     common word's look costs little); where it is not, or RECENT_WINDOW was read without
     enough, GIN is asked. In a shorter history GIN is the faster way (python in a history of
     10,000 long messages: 55 ms newest first, about 25 with GIN). Both ways give the same rows.
-    (A query of stop words only matches nothing.)
     """
     sql = f"""
         WITH newest AS MATERIALIZED (
