@@ -107,10 +107,7 @@ def _model_names(caller: Caller, body: dict, template) -> list[str]:
 async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> Model:
     """The enabled model of that public name, if this caller (and its key) may use it."""
     key = (getattr(caller.user, "pk", None), name)
-    found = cache.routes.get(key)
-    if found is cache.MISSING:
-        found = await _lookup_model(caller, name)
-        cache.routes.set(key, found)
+    found = await cache.aget_or_load(cache.routes, key, lambda: _lookup_model(caller, name))
     if isinstance(found, GatewayError):
         raise GatewayError(found.status, found.message, code=found.code, param=param)
     api_key = caller.api_key
