@@ -38,7 +38,10 @@ async def chat_completions(request):
 
 async def _events(first, chunks, request_id: str):
     """Server-sent events; a failure once streaming is an error event, then [DONE]. If the
-    client goes away, Django closes this generator, which closes the upstream request."""
+    client goes away, Django closes this generator, which closes the upstream request.
+
+    Bytes, not text: Django would work out the response's charset (a header lookup and a regular
+    expression) to encode each write."""
     async with contextlib.aclosing(chunks):
         try:
             if first is not None:
@@ -46,16 +49,16 @@ async def _events(first, chunks, request_id: str):
             async for batch in chunks:
                 yield _sse(batch)
         except GatewayError as exc:
-            yield f"data: {json.dumps(exc.as_dict())}\n\n"
+            yield f"data: {json.dumps(exc.as_dict())}\n\n".encode()
         except Exception:
             log.exception("/v1 request %s failed mid-stream", request_id)
-            yield f"data: {json.dumps(internal_error(request_id).as_dict())}\n\n"
-    yield "data: [DONE]\n\n"
+            yield f"data: {json.dumps(internal_error(request_id).as_dict())}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
-def _sse(batch) -> str:
+def _sse(batch) -> bytes:
     """One write for the chunks of one upstream read."""
-    return "".join(f"data: {chunk.json()}\n\n" for chunk in batch)
+    return "".join(f"data: {chunk.json()}\n\n" for chunk in batch).encode()
 
 
 async def _json_body(request):
