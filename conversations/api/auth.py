@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestAborted
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from conversations import connections
 from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import Caller, new_request_id
@@ -98,7 +98,7 @@ async def authenticate(header: str) -> ApiKey:
 
 
 async def _key_by_prefix(prefix: str) -> ApiKey | None:
-    return await cache.aget_or_load(cache.api_keys, prefix, lambda: sync_to_async(_load_key)(prefix))
+    return await cache.aget_or_load(cache.api_keys, prefix, lambda: connections.aquery(_load_key, prefix))
 
 
 def _load_key(prefix: str) -> ApiKey | None:

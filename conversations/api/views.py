@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 
+from conversations import connections
 from conversations.api.auth import api_endpoint, internal_error
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
@@ -84,7 +85,8 @@ def _not_json(constant: str):
 
 @api_endpoint("GET")
 async def models(request):
-    return JsonResponse({"object": "list", "data": [_model_object(m) async for m in _visible_models(request.caller)]})
+    visible = await connections.aquery(lambda: list(_visible_models(request.caller)))
+    return JsonResponse({"object": "list", "data": [_model_object(m) for m in visible]})
 
 
 @api_endpoint("GET")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from asgiref.sync import sync_to_async
-
+from conversations import connections
 from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.models import PromptTemplate
@@ -15,7 +14,7 @@ SLOT = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 async def find_template(ref: str) -> PromptTemplate:
-    template = await cache.aget_or_load(cache.templates, ref, lambda: sync_to_async(_load_template)(ref))
+    template = await cache.aget_or_load(cache.templates, ref, lambda: connections.aquery(_load_template, ref))
     if template is None:
         raise GatewayError(404, f"The template '{ref}' does not exist.", code="template_not_found", param="template")
     return template
