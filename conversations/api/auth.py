@@ -58,6 +58,7 @@ def api_endpoint(*methods: str):
         @wraps(view)
         async def wrapper(request, *args, **kwargs):
             request_id = new_request_id()
+            logs.note_route(request)
             try:
                 if request.method not in methods:
                     raise GatewayError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
