@@ -10,12 +10,14 @@ connection, the fork of a PostgreSQL backend, several times a chat message (chan
 
 So the connection is kept, and what recycling is for, replacing a connection that died (a
 database restart, a killed backend), is done in the database thread before each websocket
-action and each usage flush (`check_here`): PostgreSQL's pooled connection is given back and the
-next query takes one the pool has checked; a query that failed closes it (`forget_if_broken`).
+action, each usage flush and each hop of /v1's queries (`check_here`, `aquery`): PostgreSQL's
+pooled connection is given back and the next query takes one the pool has checked; a query that
+failed closes it (`forget_if_broken`).
 """
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.db import connections
 
 
@@ -41,3 +43,17 @@ def forget_if_broken() -> None:
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None and connection.errors_occurred and not connection.is_usable():
             connection.close()
+
+
+async def aquery(fn, *args):
+    """`fn(*args)` in the database thread, its connections checked first (check_here): a request's
+    queries and their check in one hop. /v1 reads the database only through here, so a request
+    whose key and model are cached makes no hop at all (a hop each, a burst of requests queued on
+    the database thread, and each waited there for the others: tens of milliseconds before its
+    upstream call, scripts/bench_gateway.py)."""
+
+    def checked():
+        check_here()
+        return fn(*args)
+
+    return await sync_to_async(checked)()

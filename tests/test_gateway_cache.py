@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
@@ -51,3 +53,41 @@ def test_disabling_a_model_is_seen_at_once(alice, provider):
     with pytest.raises(GatewayError) as error:
         async_to_sync(resolve_model)(caller, "echo")
     assert error.value.status == 404
+
+
+def test_a_burst_of_misses_makes_the_queries_once(alice, provider):
+    key, secret = ApiKey.issue(alice)
+    caller = Caller(user=alice, source="api")
+
+    async def burst():
+        keys = await asyncio.gather(*[authenticate(f"Bearer {secret}") for _ in range(20)])
+        models = await asyncio.gather(*[resolve_model(caller, "echo") for _ in range(20)])
+        return keys, models
+
+    with CaptureQueriesContext(connection) as queries:
+        keys, models = async_to_sync(burst)()
+    assert {k.pk for k in keys} == {key.pk} and {m.name for m in models} == {"echo"}
+    assert len(queries) == 3  # the key (with its owner), its allowed models, the model
+
+
+def test_a_load_that_a_change_overtook_is_not_kept():
+    async def scenario():
+        loaded = asyncio.Event()
+
+        async def load():
+            await loaded.wait()
+            return "before the change"
+
+        first = asyncio.ensure_future(cache.aget_or_load(cache.templates, "t", load))
+        await asyncio.sleep(0)
+        cache.clear_all()  # an admin's change, while the load is under way
+        loaded.set()
+        assert await first == "before the change"
+        assert cache.templates.get("t") is cache.MISSING
+        assert await cache.aget_or_load(cache.templates, "t", _after) == "after the change"
+
+    async_to_sync(scenario)()
+
+
+async def _after():
+    return "after the change"

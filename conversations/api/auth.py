@@ -15,6 +15,7 @@ from django.core.exceptions import RequestAborted
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from conversations import connections
 from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import Caller, new_request_id
@@ -57,6 +58,7 @@ def api_endpoint(*methods: str):
         @wraps(view)
         async def wrapper(request, *args, **kwargs):
             request_id = new_request_id()
+            logs.note_route(request)
             try:
                 if request.method not in methods:
                     raise GatewayError(405, f"{request.method} is not allowed here; use {' or '.join(methods)}.",
@@ -97,12 +99,14 @@ async def authenticate(header: str) -> ApiKey:
 
 
 async def _key_by_prefix(prefix: str) -> ApiKey | None:
-    key = cache.api_keys.get(prefix)
-    if key is cache.MISSING:
-        key = await ApiKey.objects.select_related("owner", "owner__profile", "default_model").filter(prefix=prefix).afirst()
-        if key is not None:
-            key.allowed_model_ids = frozenset([pk async for pk in key.allowed_models.values_list("pk", flat=True)])
-        cache.api_keys.set(prefix, key)
+    return await cache.aget_or_load(cache.api_keys, prefix, lambda: connections.aquery(_load_key, prefix))
+
+
+def _load_key(prefix: str) -> ApiKey | None:
+    """The key with all that a request reads of it, in one hop to the database thread."""
+    key = ApiKey.objects.select_related("owner", "owner__profile", "default_model").filter(prefix=prefix).first()
+    if key is not None:
+        key.allowed_model_ids = frozenset(key.allowed_models.values_list("pk", flat=True))
     return key
 
 

@@ -12,10 +12,12 @@ simultaneous streams waited hundreds of milliseconds for their first token.
   own when the caches are warm (keys, models and templates are cached; usage is written in
   batches). A connection that died (a database restart, a killed backend) is replaced where the
   connections are handed out: PostgreSQL's come from a pool that checks each one it hands out
-  (chatsite/settings.py), and each request first has the database thread give its connection
-  back (one short hop: conversations.connections.check_here). (An earlier version marked every thread's connection for a health check
-  from here, the event loop's thread: a connection being opened in the database thread at that
-  moment ran its check before autocommit was on, and was left inside a transaction.)
+  (chatsite/settings.py), and the API's queries run in hops that first have the database thread
+  give its connection back (conversations.connections.aquery). (An earlier version marked every
+  thread's connection for a health check from here, the event loop's thread: a connection being
+  opened in the database thread at that moment ran its check before autocommit was on, and was
+  left inside a transaction. A later one made that check a hop of every request, queries or not:
+  in a burst, each request waited there tens of milliseconds for the others.)
 
 The body is not read before the view asks for it: after the key is checked (a request with no
 valid key is refused without its body being read), no further than API_MAX_BODY_BYTES (refused by
@@ -34,12 +36,10 @@ from __future__ import annotations
 import asyncio
 import io
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestAborted, RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 
-from conversations import connections
 from conversations.api.auth import error_response, unexpected_error_response
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.pipeline import new_request_id
@@ -115,9 +115,6 @@ class APIHandler(ASGIHandler):
         """Django's ASGIHandler.handle less the signals and the close() hop, with the body read
         by the view (see above)."""
         set_script_prefix(get_script_prefix(scope))
-        # A connection that died (a database restart) is replaced before this request's queries:
-        # checked in the database thread, which owns it (conversations.connections).
-        await sync_to_async(connections.check_here)()
         body = StreamedBody(receive, scope)
         request, _ = self.create_request(scope, io.BytesIO())
         if request is None:  # a query string that is not UTF-8

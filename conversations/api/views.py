@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 
+from conversations import connections
 from conversations.api.auth import api_endpoint, internal_error
 from conversations.gateway import pipeline
 from conversations.gateway.errors import GatewayError
@@ -38,7 +39,10 @@ async def chat_completions(request):
 
 async def _events(first, chunks, request_id: str):
     """Server-sent events; a failure once streaming is an error event, then [DONE]. If the
-    client goes away, Django closes this generator, which closes the upstream request."""
+    client goes away, Django closes this generator, which closes the upstream request.
+
+    Bytes, not text: Django would work out the response's charset (a header lookup and a regular
+    expression) to encode each write."""
     async with contextlib.aclosing(chunks):
         try:
             if first is not None:
@@ -46,16 +50,16 @@ async def _events(first, chunks, request_id: str):
             async for batch in chunks:
                 yield _sse(batch)
         except GatewayError as exc:
-            yield f"data: {json.dumps(exc.as_dict())}\n\n"
+            yield f"data: {json.dumps(exc.as_dict())}\n\n".encode()
         except Exception:
             log.exception("/v1 request %s failed mid-stream", request_id)
-            yield f"data: {json.dumps(internal_error(request_id).as_dict())}\n\n"
-    yield "data: [DONE]\n\n"
+            yield f"data: {json.dumps(internal_error(request_id).as_dict())}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
-def _sse(batch) -> str:
+def _sse(batch) -> bytes:
     """One write for the chunks of one upstream read."""
-    return "".join(f"data: {chunk.json()}\n\n" for chunk in batch)
+    return "".join(f"data: {chunk.json()}\n\n" for chunk in batch).encode()
 
 
 async def _json_body(request):
@@ -81,7 +85,8 @@ def _not_json(constant: str):
 
 @api_endpoint("GET")
 async def models(request):
-    return JsonResponse({"object": "list", "data": [_model_object(m) async for m in _visible_models(request.caller)]})
+    visible = await connections.aquery(lambda: list(_visible_models(request.caller)))
+    return JsonResponse({"object": "list", "data": [_model_object(m) for m in visible]})
 
 
 @api_endpoint("GET")

@@ -39,6 +39,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
+from conversations import connections
 from conversations.gateway.errors import GatewayError
 from conversations.models import Model, UsageRecord
 
@@ -203,7 +204,7 @@ async def _spend_counter(subject: Subject, scope: str) -> str:
         if scope != "total":
             year, month = map(int, scope.split("-"))
             records = records.filter(created_at__gte=datetime(year, month, 1, tzinfo=UTC))
-        spent = (await records.aaggregate(total=Sum("cost")))["total"] or 0
+        spent = (await connections.aquery(lambda: records.aggregate(total=Sum("cost"))))["total"] or 0
         await django_cache.aadd(counter, math.ceil(Decimal(spent) * MICRO), timeout=None)
     return counter
 

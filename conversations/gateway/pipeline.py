@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from conversations import connections
 from conversations.gateway import cache, limits, usage
 from conversations.gateway.errors import GatewayError
 from conversations.gateway.templates import find_template, render_messages
@@ -107,10 +108,7 @@ def _model_names(caller: Caller, body: dict, template) -> list[str]:
 async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> Model:
     """The enabled model of that public name, if this caller (and its key) may use it."""
     key = (getattr(caller.user, "pk", None), name)
-    found = cache.routes.get(key)
-    if found is cache.MISSING:
-        found = await _lookup_model(caller, name)
-        cache.routes.set(key, found)
+    found = await cache.aget_or_load(cache.routes, key, lambda: connections.aquery(_lookup_model, caller.user, name))
     if isinstance(found, GatewayError):
         raise GatewayError(found.status, found.message, code=found.code, param=param)
     api_key = caller.api_key
@@ -123,10 +121,10 @@ async def resolve_model(caller: Caller, name: str, *, param: str = "model") -> M
     return found
 
 
-async def _lookup_model(caller: Caller, name: str) -> Model | GatewayError:
+def _lookup_model(user, name: str) -> Model | GatewayError:
     # A model the member may not use is one that does not exist, as OpenAI says it: its existence
     # is not revealed (the same answer from /v1/models/{id}, the API and the chat).
-    model = await Model.objects.usable_by(caller.user).select_related("provider").filter(name=name).afirst()
+    model = Model.objects.usable_by(user).select_related("provider").filter(name=name).first()
     if model is None:
         return GatewayError(404, f"The model '{name}' does not exist or you do not have access to it.",
                             code="model_not_found")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from conversations import connections
 from conversations.gateway import cache
 from conversations.gateway.errors import GatewayError
 from conversations.models import PromptTemplate
@@ -13,15 +14,17 @@ SLOT = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 async def find_template(ref: str) -> PromptTemplate:
-    template = cache.templates.get(ref)
-    if template is cache.MISSING:
-        query = PromptTemplate.objects.select_related("model")
-        template = await query.filter(name=ref).afirst()
-        if template is None and _is_uuid(ref):
-            template = await query.filter(uuid=ref).afirst()
-        cache.templates.set(ref, template)
+    template = await cache.aget_or_load(cache.templates, ref, lambda: connections.aquery(_load_template, ref))
     if template is None:
         raise GatewayError(404, f"The template '{ref}' does not exist.", code="template_not_found", param="template")
+    return template
+
+
+def _load_template(ref: str) -> PromptTemplate | None:
+    query = PromptTemplate.objects.select_related("model")
+    template = query.filter(name=ref).first()
+    if template is None and _is_uuid(ref):
+        template = query.filter(uuid=ref).first()
     return template
 
 

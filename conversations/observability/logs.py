@@ -45,6 +45,13 @@ def _emit(event: str, fields: dict) -> None:
     log.info(f"{event} {text}", extra={"event": event, **fields})
 
 
+def note_route(request) -> None:
+    """The route's name as the request's own resolution found it, so that the line need not
+    resolve the path again."""
+    if (match := getattr(request, "resolver_match", None)) is not None:
+        annotate(route=match.view_name)
+
+
 def _route(path: str) -> str:
     """The route's name: a label of a few fixed values, and no secret a path may hold."""
     if path.startswith("/static/"):
@@ -72,7 +79,7 @@ async def observe_http(app, scope, receive, send) -> None:
         await app(scope, receive, send_and_note)
     finally:
         _request.reset(token)
-        route = _route(scope["path"])
+        route = info.get("route") or _route(scope["path"])
         metrics.REQUESTS.labels(route, scope["method"], str(info["status"])).inc()
         _emit("request", {
             "request_id": info.get("request_id") or "req_" + secrets.token_hex(12), "method": scope["method"],
@@ -108,6 +115,7 @@ def attempt_settled(record, error_kind: str = "") -> None:
 
 
 def _note_user(request) -> None:
+    note_route(request)
     user = getattr(request, "user", None)
     wrapped = getattr(user, "_wrapped", user)  # a SimpleLazyObject until something reads it
     if wrapped is not empty and getattr(wrapped, "pk", None):
@@ -117,7 +125,8 @@ def _note_user(request) -> None:
 @sync_and_async_middleware
 def RequestUserMiddleware(get_response):  # noqa: N802 - named like the class middleware it stands beside
     """The signed-in member's id on the request's line, if the request looked them up anyway
-    (reading request.user here would cost pages a session and user query of their own)."""
+    (reading request.user here would cost pages a session and user query of their own), and the
+    route the request resolved to."""
     if iscoroutinefunction(get_response):
 
         async def middleware(request):
