@@ -28,8 +28,8 @@ def check_here() -> None:
     back, so the next query takes one the pool has checked; any other gets a health check
     (CONN_HEALTH_CHECKS) on its next query."""
     for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
+        if connection.connection is None or connection.in_atomic_block:
+            continue  # none to check, or one inside a transaction (a test's): it must stay
         if getattr(connection, "pool", None):
             connection.close()
         else:
