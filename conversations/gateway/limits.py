@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db.models import Sum
@@ -144,33 +145,37 @@ async def _admit(subjects: list[Subject], model: Model, body: dict) -> Reservati
     if not budgeted:
         return None
     reservation = Reservation(max(1, math.ceil(estimate_cost(model, body) * MICRO)))
-    month = datetime.now(UTC).strftime("%Y-%m")
+    await sync_to_async(_reserve_all)(reservation, budgeted, datetime.now(UTC).strftime("%Y-%m"))
+    return reservation
+
+
+# The spend counters are read and written through Django's cache, whose async methods are each a
+# hop to the database thread (in memory and on Redis alike): a reservation or a settlement is one
+# hop for all its counters (in a burst, requests queue on that thread for each hop they make).
+
+
+def _reserve_all(reservation: Reservation, budgeted: list[Subject], month: str) -> None:
     try:
         for subject in budgeted:
             for scope, budget in (("total", subject.budget_total), (month, subject.budget_monthly)):
                 if budget is not None:
-                    await _reserve(reservation, subject, scope, budget)
+                    _reserve(reservation, subject, scope, budget)
     except (GatewayError, *STORE_ERRORS):
         with contextlib.suppress(*STORE_ERRORS):
-            await _release(reservation)
+            for counter in reservation.counters:
+                django_cache.decr(counter, reservation.micros)
         raise
-    return reservation
 
 
-async def _reserve(reservation: Reservation, subject: Subject, scope: str, budget: Decimal) -> None:
-    counter = await _spend_counter(subject, scope)
-    after = await django_cache.aincr(counter, reservation.micros)
+def _reserve(reservation: Reservation, subject: Subject, scope: str, budget: Decimal) -> None:
+    counter = _spend_counter(subject, scope)
+    after = django_cache.incr(counter, reservation.micros)
     if after - reservation.micros >= budget * MICRO:
-        await django_cache.adecr(counter, reservation.micros)
+        django_cache.decr(counter, reservation.micros)
         which = "total" if scope == "total" else "monthly"
         raise GatewayError(402, f"{subject.whose} {which} budget of {budget:.2f} {settings.CURRENCY} is spent.",
                            code="budget_exceeded")
     reservation.counters.append(counter)
-
-
-async def _release(reservation: Reservation) -> None:
-    for counter in reservation.counters:
-        await django_cache.adecr(counter, reservation.micros)
 
 
 async def _check_rates(subject: Subject) -> None:
@@ -196,22 +201,23 @@ def _counter_name(ident: str, scope: str) -> str:
     return f"spend:{ident}:{scope}"
 
 
-async def _spend_counter(subject: Subject, scope: str) -> str:
+def _spend_counter(subject: Subject, scope: str) -> str:
     """The cache key of a spend counter, seeded from the usage records when it is not there."""
     counter = _counter_name(subject.ident, scope)
-    if await django_cache.aget(counter) is None:
+    if django_cache.get(counter) is None:
         records = subject.records()
         if scope != "total":
             year, month = map(int, scope.split("-"))
             records = records.filter(created_at__gte=datetime(year, month, 1, tzinfo=UTC))
-        spent = (await connections.aquery(lambda: records.aggregate(total=Sum("cost"))))["total"] or 0
-        await django_cache.aadd(counter, math.ceil(Decimal(spent) * MICRO), timeout=None)
+        connections.check_here()  # a query: on a connection that is alive
+        spent = records.aggregate(total=Sum("cost"))["total"] or 0
+        django_cache.add(counter, math.ceil(Decimal(spent) * MICRO), timeout=None)
     return counter
 
 
 async def spent(subject: Subject, scope: str = "total") -> Decimal:
     """What a subject has spent (the counter, so reservations under way included)."""
-    return Decimal(await django_cache.aget(await _spend_counter(subject, scope)) or 0) / MICRO
+    return Decimal(await sync_to_async(lambda: django_cache.get(_spend_counter(subject, scope)))() or 0) / MICRO
 
 
 def held(reservation: Reservation | None) -> Decimal:
@@ -249,8 +255,13 @@ async def _settle_in_store(tpm_subjects: list[Subject], tokens: int, counters: l
         _, fixed = _rate_limiters()
         for subject in tpm_subjects:
             await fixed.hit(RateLimitItemPerMinute(subject.tpm), "tpm", subject.ident, cost=tokens)
+    if counters and delta:
+        await sync_to_async(_add)(counters, delta)
+
+
+def _add(counters: list[str], delta: int) -> None:
     for counter in counters:
-        await django_cache.aincr(counter, delta)
+        django_cache.incr(counter, delta)
 
 
 async def reconcile(record: UsageRecord, held_cost: Decimal) -> None:
