@@ -8,7 +8,7 @@ millisecond of set-up per request, one core, in any Python server). Beside Chats
 the same load goes to a bare Django async view relaying with the same client
 (scripts/bench_bare_relay.py): what the stack itself costs, in the same run, on the same machine.
 
-Run by hand:  .venv/bin/python scripts/bench_gateway.py [--seconds 5] [--rounds 3] [--server uvicorn|daphne]
+Run by hand:  .venv/bin/python scripts/bench_gateway.py [--seconds 5] [--rounds 3] [--server uvicorn|daphne] [--budget]
 It starts the upstream and one Chatsite server on a throwaway SQLite database under var/bench/.
 The load generator is a minimal HTTP/1.1 client on raw sockets, so it costs little CPU itself.
 """
@@ -106,7 +106,7 @@ async def run_load(port: int, path: str, key: str | None, model: str, concurrenc
             "n": done}
 
 
-def setup_site(var: Path, upstream_port: int) -> tuple[dict, str]:
+def setup_site(var: Path, upstream_port: int, budget: bool = False) -> tuple[dict, str]:
     if var.exists():
         shutil.rmtree(var)
     var.mkdir(parents=True)
@@ -126,7 +126,11 @@ user = get_user_model().objects.create_user("bench", password="x")
 p = Provider.objects.create(name="bench", base_url="http://127.0.0.1:{upstream_port}/v1")
 for name in ("fast", "paced"):
     Model.objects.create(provider=p, upstream_id=name, name=name)
-print(ApiKey.issue(user)[1])
+key, secret = ApiKey.issue(user)
+if {budget!r}:  # --budget: spend counters checked and settled on every request, never reached
+    key.budget_total = key.budget_monthly = 10**7
+    key.save()
+print(secret)
 """
     out = subprocess.run([PY, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return env, out.stdout.strip().splitlines()[-1]
@@ -146,12 +150,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "daphne"])
+    parser.add_argument("--budget", action="store_true", help="the key has a total and a monthly budget")
     args = parser.parse_args()
 
     up_port, site_port, bare_port = free_port(), free_port(), free_port()
     upstream = subprocess.Popen([PY, str(ROOT / "scripts" / "bench_upstream.py"), str(up_port)])
     bare = subprocess.Popen([PY, str(ROOT / "scripts" / "bench_bare_relay.py"), str(bare_port), str(up_port)])
-    env, key = setup_site(ROOT / "var" / "bench", up_port)
+    env, key = setup_site(ROOT / "var" / "bench", up_port, args.budget)
     site = start_site(env, site_port, args.server)
     try:
         wait_for(up_port)
