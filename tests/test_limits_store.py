@@ -33,3 +33,21 @@ async def test_with_the_limits_store_gone_reconciling_logs_and_lets_the_sweep_go
     with override_settings(CACHES=DEAD_STORE), caplog.at_level(logging.WARNING, logger="chatsite.gateway"):
         await limits.reconcile(record, held_cost=Decimal("0.1"))  # no exception out of it
     assert "the store is unavailable" in caplog.text
+
+
+async def test_a_settlement_adds_to_the_counters_there_and_leaves_a_vanished_one_to_be_seeded(alice):
+    from django.core.cache import cache
+
+    from conversations.gateway.pipeline import Caller
+
+    member = limits.Subject("user", alice.pk, None, None, Decimal(10), Decimal(10))
+    month = timezone.now().strftime("%Y-%m")
+    await UsageRecord.objects.acreate(user=alice, cost=Decimal("1"), status="ok")  # spent before
+    before = await limits.spent(member, month)
+    total, monthly = limits._counter_name(member.ident, "total"), limits._counter_name(member.ident, month)
+    reservation = limits.Reservation(micros=100_000, counters=[total, monthly])  # held 0.1
+    await cache.adelete(total)  # evicted meanwhile (or a Redis that restarted empty)
+    limits.settle(Caller(user=alice, source="chat"), reservation, UsageRecord(cost=Decimal("0.5")))
+    await limits.settled()
+    assert await limits.spent(member, month) - before == Decimal("0.4")  # it cost 0.5, held 0.1
+    assert await limits.spent(member) == Decimal("1")  # seeded again from the rows

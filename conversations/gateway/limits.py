@@ -145,13 +145,14 @@ async def _admit(subjects: list[Subject], model: Model, body: dict) -> Reservati
     if not budgeted:
         return None
     reservation = Reservation(max(1, math.ceil(estimate_cost(model, body) * MICRO)))
-    await sync_to_async(_reserve_all)(reservation, budgeted, datetime.now(UTC).strftime("%Y-%m"))
+    await connections.aquery(_reserve_all, reservation, budgeted, datetime.now(UTC).strftime("%Y-%m"))
     return reservation
 
 
 # The spend counters are read and written through Django's cache, whose async methods are each a
-# hop to the database thread (in memory and on Redis alike): a reservation or a settlement is one
-# hop for all its counters (in a burst, requests queue on that thread for each hop they make).
+# hop to the database thread (in memory and on Redis alike; in a burst, requests queue on that
+# thread for each hop they make): a reservation is one hop for all its counters (a counter not
+# there is seeded from the usage rows, a query), a settlement one off that thread (no query).
 
 
 def _reserve_all(reservation: Reservation, budgeted: list[Subject], month: str) -> None:
@@ -202,14 +203,14 @@ def _counter_name(ident: str, scope: str) -> str:
 
 
 def _spend_counter(subject: Subject, scope: str) -> str:
-    """The cache key of a spend counter, seeded from the usage records when it is not there."""
+    """The cache key of a spend counter, seeded from the usage records when it is not there (in
+    the database thread, its connection checked: connections.aquery)."""
     counter = _counter_name(subject.ident, scope)
     if django_cache.get(counter) is None:
         records = subject.records()
         if scope != "total":
             year, month = map(int, scope.split("-"))
             records = records.filter(created_at__gte=datetime(year, month, 1, tzinfo=UTC))
-        connections.check_here()  # a query: on a connection that is alive
         spent = records.aggregate(total=Sum("cost"))["total"] or 0
         django_cache.add(counter, math.ceil(Decimal(spent) * MICRO), timeout=None)
     return counter
@@ -217,7 +218,7 @@ def _spend_counter(subject: Subject, scope: str) -> str:
 
 async def spent(subject: Subject, scope: str = "total") -> Decimal:
     """What a subject has spent (the counter, so reservations under way included)."""
-    return Decimal(await sync_to_async(lambda: django_cache.get(_spend_counter(subject, scope)))() or 0) / MICRO
+    return Decimal(await connections.aquery(lambda: django_cache.get(_spend_counter(subject, scope))) or 0) / MICRO
 
 
 def held(reservation: Reservation | None) -> Decimal:
@@ -256,12 +257,19 @@ async def _settle_in_store(tpm_subjects: list[Subject], tokens: int, counters: l
         for subject in tpm_subjects:
             await fixed.hit(RateLimitItemPerMinute(subject.tpm), "tpm", subject.ident, cost=tokens)
     if counters and delta:
-        await sync_to_async(_add)(counters, delta)
+        await _add(counters, delta)
 
 
-def _add(counters: list[str], delta: int) -> None:
-    for counter in counters:
-        django_cache.incr(counter, delta)
+async def _add(counters: list[str], delta: int) -> None:
+    """`delta` added to each spend counter that is there; one that is not (evicted, or a Redis
+    that restarted empty) is seeded from the usage rows, this one's included, when next needed."""
+
+    def add() -> None:
+        for counter in counters:
+            with contextlib.suppress(ValueError):  # not there
+                django_cache.incr(counter, delta)
+
+    await sync_to_async(add, thread_sensitive=False)()  # the cache alone: not the database thread
 
 
 async def reconcile(record: UsageRecord, held_cost: Decimal) -> None:
@@ -273,17 +281,12 @@ async def reconcile(record: UsageRecord, held_cost: Decimal) -> None:
     month = record.created_at.astimezone(UTC).strftime("%Y-%m")
     idents = [_ident("key", record.api_key_id)] if record.api_key_id else []
     idents += [_ident("user", record.user_id)] if record.user_id else []
-    for ident in idents:
-        for scope in ("total", month):
-            try:
-                await django_cache.aincr(_counter_name(ident, scope), delta)
-            except ValueError:
-                pass  # not there: seeded from the rows, this one included, when next needed
-            except STORE_ERRORS as exc:
-                # As in _settle: the row is right; the counters are seeded from the rows again
-                # once their keys are gone.
-                log.warning("a settled row's cost not added to the limits' counters: the store is unavailable (%r)", exc)
-                return
+    try:
+        await _add([_counter_name(ident, scope) for ident in idents for scope in ("total", month)], delta)
+    except STORE_ERRORS as exc:
+        # As in _settle: the row is right; the counters are seeded from the rows again once
+        # their keys are gone.
+        log.warning("a settled row's cost not added to the limits' counters: the store is unavailable (%r)", exc)
 
 
 async def settled() -> None:
