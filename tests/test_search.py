@@ -192,6 +192,35 @@ def test_the_most_recent_matches_are_ranked_and_older_ones_left_out(alice, monke
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_postgresql_finds_the_same_newest_matches_either_way_filters_included(alice, provider, monkeypatch):
+    """Newest first (a long history, a common word) and GIN give the same rows, with each filter:
+    the filters apply after the bounded read of the newest messages."""
+    from conversations.models import Model
+    from conversations.search import postgres
+
+    monkeypatch.setattr(postgres, "RANKED_MATCHES", 2)
+    monkeypatch.setattr(postgres, "RECENT_WINDOW", 50)
+    monkeypatch.setattr(postgres, "PROBE", 50)
+    echo = Model.objects.get(name="echo")
+    for i in range(6):
+        conversation = chat(alice, f"q{i}", f"Quinoa, take {i}.", model=echo if i % 2 else None)
+        say(conversation, f"Quinoa answer {i}.", role="assistant", model="echo" if i % 2 else "other")
+    Message.objects.filter(conversation__title__in=["q0", "q1"]).update(created_at=datetime(2023, 5, 1, tzinfo=UTC))
+
+    def hits(text: str, long_history: int) -> list:
+        monkeypatch.setattr(postgres, "LONG_HISTORY", long_history)
+        part = postgres.hits(alice.pk, parse(text))
+        with connection.cursor() as cursor:
+            cursor.execute(part.sql, part.params)
+            return sorted(cursor.fetchall())
+
+    for text in ["quinoa", "quinoa role:assistant", "quinoa model:ECH", "quinoa before:2024-01-01",
+                 "quinoa after:2024-01-01", "quinoa -answer"]:
+        newest, gin = hits(text, 0), hits(text, 10**9)
+        assert len(newest) == 2 and newest == gin, text
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
 def test_a_long_history_is_told_by_the_planners_statistics(alice, bob, django_user_model, monkeypatch):
     from conversations.search import postgres
 
