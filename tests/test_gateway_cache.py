@@ -91,3 +91,23 @@ def test_a_load_that_a_change_overtook_is_not_kept():
 
 async def _after():
     return "after the change"
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_others_load():
+    async def scenario():
+        loaded, calls = asyncio.Event(), []
+
+        async def load():
+            calls.append(1)
+            await loaded.wait()
+            return "the template"
+
+        leaving = asyncio.ensure_future(cache.aget_or_load(cache.templates, "shared", load))
+        staying = asyncio.ensure_future(cache.aget_or_load(cache.templates, "shared", load))
+        await asyncio.sleep(0)
+        leaving.cancel()  # a client that disconnected
+        loaded.set()
+        assert await staying == "the template" and calls == [1]
+        assert leaving.cancelled() and cache.templates.get("shared") == "the template"
+
+    async_to_sync(scenario)()
